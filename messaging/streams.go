@@ -1,0 +1,192 @@
+// Package messaging owns everything NATS: the connection options, the
+// TELEMETRY and TELEMETRY_DLQ streams, the per-type durable consumers, the
+// idempotency-key bucket, publishing and dead-lettering.
+//
+// Streams and consumers are created or updated idempotently by whichever
+// binary starts first (EnsureTopology), so the API and the worker can start in
+// any order.
+package messaging
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/models"
+)
+
+// Names of the JetStream resources.
+const (
+	StreamName       = "TELEMETRY"
+	DLQStreamName    = "TELEMETRY_DLQ"
+	DLQSubjectPrefix = "dlq.telemetry."
+	IdempotencyKV    = "TELEMETRY_IDEMPOTENCY"
+)
+
+// MaxMessageBytes is the largest message the streams accept: a 5 MiB image
+// becomes ~6.7 MiB of base64 inside its JSON message. NATS servers must run
+// with max_payload of at least this much (the default is 1 MB).
+const MaxMessageBytes = 8 << 20
+
+// ConsumerName is the durable consumer (queue) of one telemetry type.
+func ConsumerName(t models.Type) string { return "telemetry-" + string(t) }
+
+// DLQSubject is the dead-letter subject for messages of type t.
+func DLQSubject(t models.Type) string { return DLQSubjectPrefix + string(t) }
+
+// TopologyConfig sizes the streams and consumers.
+type TopologyConfig struct {
+	Replicas        int           // 1 on a single node, 3 in a cluster
+	MaxBytes        int64         // backlog limit of TELEMETRY; full → publishes refused
+	MaxAge          time.Duration // oldest unconsumed reading kept
+	DuplicateWindow time.Duration // Nats-Msg-Id dedupe window (≥ 2 min)
+	DLQMaxAge       time.Duration // how long dead letters are kept
+	AckWait         time.Duration // first redelivery delay of an unacknowledged message
+	MaxDeliver      int           // deliveries before a message is dead-lettered
+	MaxAckPending   int           // unacknowledged messages in flight per consumer
+}
+
+// DefaultTopology is a single-node topology sized for a small fleet.
+func DefaultTopology() TopologyConfig {
+	return TopologyConfig{
+		Replicas:        1,
+		MaxBytes:        10 << 30,
+		MaxAge:          7 * 24 * time.Hour,
+		DuplicateWindow: 2 * time.Minute,
+		DLQMaxAge:       30 * 24 * time.Hour,
+		AckWait:         30 * time.Second,
+		MaxDeliver:      10,
+		MaxAckPending:   1000,
+	}
+}
+
+// Validate checks the configuration across fields.
+func (c TopologyConfig) Validate() error {
+	switch {
+	case c.Replicas < 1 || c.Replicas > 5:
+		return errors.New("replicas must be between 1 and 5")
+	case c.DuplicateWindow < 2*time.Minute:
+		return errors.New("duplicate window must be at least 2m")
+	case c.MaxAge != 0 && c.MaxAge < c.DuplicateWindow:
+		return errors.New("max age must not be shorter than the duplicate window")
+	case c.AckWait < time.Second:
+		return errors.New("ack wait must be at least 1s")
+	case c.MaxDeliver < 2:
+		return errors.New("max deliver must be at least 2")
+	case c.MaxAckPending < 1:
+		return errors.New("max ack pending must be at least 1")
+	}
+	return nil
+}
+
+// RedeliveryBackoff is the consumer's schedule for redelivering a message
+// that was not acknowledged at all (worker crashed or stalled): the first
+// entry acts as AckWait, later deliveries wait longer. It has fewer entries
+// than MaxDeliver, as the server requires; the last entry repeats.
+func (c TopologyConfig) RedeliveryBackoff() []time.Duration {
+	b := []time.Duration{c.AckWait, 2 * c.AckWait, 4 * c.AckWait, 8 * c.AckWait}
+	if n := c.MaxDeliver - 1; len(b) > n {
+		b = b[:n]
+	}
+	return b
+}
+
+// EnsureTopology creates or updates the streams, the consumers and the
+// idempotency bucket. It is safe to call from every process at start-up.
+func EnsureTopology(ctx context.Context, js jetstream.JetStream, c TopologyConfig) error {
+	const op = "messaging.EnsureTopology"
+	if err := c.Validate(); err != nil {
+		return ierr.E(ierr.Invalid, op, err)
+	}
+	subjects := make([]string, 0, len(models.Types))
+	for _, t := range models.Types {
+		subjects = append(subjects, t.Subject())
+	}
+	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Accepted telemetry readings awaiting the worker",
+		Subjects:    subjects,
+		// Work-queue retention deletes a message once acked, so MaxBytes
+		// bounds the backlog, not history, and discard-new makes a full
+		// backlog refuse publishes (the API answers 503) instead of dropping
+		// accepted readings.
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Replicas:   c.Replicas,
+		MaxBytes:   c.MaxBytes,
+		MaxAge:     c.MaxAge,
+		MaxMsgSize: MaxMessageBytes,
+		Discard:    jetstream.DiscardNew,
+		Duplicates: c.DuplicateWindow,
+	})
+	if err != nil {
+		return translate(op+": stream "+StreamName, err)
+	}
+	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DLQStreamName,
+		Description: "Telemetry messages that can never be stored, with the reason",
+		Subjects:    []string{DLQSubjectPrefix + "*"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		MaxAge:      c.DLQMaxAge,
+		MaxMsgSize:  MaxMessageBytes,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  c.DuplicateWindow,
+	})
+	if err != nil {
+		return translate(op+": stream "+DLQStreamName, err)
+	}
+	for _, t := range models.Types {
+		_, err := js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+			Durable:       ConsumerName(t),
+			Description:   "Worker queue for " + string(t) + " readings",
+			FilterSubject: t.Subject(),
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			MaxDeliver:    c.MaxDeliver,
+			BackOff:       c.RedeliveryBackoff(),
+			MaxAckPending: c.MaxAckPending,
+		})
+		if err != nil {
+			return translate(op+": consumer "+ConsumerName(t), err)
+		}
+	}
+	_, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      IdempotencyKV,
+		Description: "Idempotency-Key → message id, for the dedupe window",
+		TTL:         c.DuplicateWindow,
+		Replicas:    c.Replicas,
+		Storage:     jetstream.FileStorage,
+		History:     1,
+	})
+	if err != nil {
+		return translate(op+": bucket "+IdempotencyKV, err)
+	}
+	return nil
+}
+
+// translate maps a NATS error to the typed error callers act on.
+func translate(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return ierr.E(ierr.Unavailable, op, err)
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamNotFound, jetstream.JSErrCodeConsumerNotFound, jetstream.JSErrCodeMessageNotFound:
+			return ierr.E(ierr.NotFound, op, err)
+		}
+		if apiErr.Code == 400 {
+			return ierr.E(ierr.Invalid, op, fmt.Errorf("jetstream refused: %w", err))
+		}
+	}
+	return ierr.E(ierr.Unavailable, op, err)
+}
