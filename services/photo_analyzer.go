@@ -1,0 +1,422 @@
+// Package services holds the worker's domain services. PhotoAnalyzerService
+// recognises faces in telemetry photos with AWS Rekognition: it searches the
+// configured face collection, indexes faces it has not seen, remembers recent
+// results in memory and translates every AWS error into an *ierr.Error whose
+// kind tells the worker whether to store, retry or dead-letter the photo.
+package services
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"math"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/rekognition"
+	"github.com/aws/aws-sdk-go-v2/service/rekognition/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/challenge-v3/challenge-v3/ierr"
+)
+
+// RecognitionStatus is the outcome of a photo's analysis, stored in
+// photo.recognition_status.
+type RecognitionStatus string
+
+const (
+	// StatusMatched: the face matched a face already in the collection (or the
+	// identical photo was analysed recently).
+	StatusMatched RecognitionStatus = "matched"
+	// StatusNewFace: no face in the collection matched; the face was indexed.
+	StatusNewFace RecognitionStatus = "new_face"
+	// StatusNoFace: the photo has no face, or none good enough to index.
+	// Final: the photo is stored and never retried.
+	StatusNoFace RecognitionStatus = "no_face"
+	// StatusDisabled: no collection is configured; Rekognition is not called.
+	StatusDisabled RecognitionStatus = "disabled"
+)
+
+// Analysis is the result of analysing one photo.
+type Analysis struct {
+	Status     RecognitionStatus
+	Recognized bool     // true only for StatusMatched
+	FaceID     string   // the matched or newly indexed face; "" when none
+	Similarity *float64 // 0–100 for StatusMatched; nil otherwise
+}
+
+// Defaults applied to zero fields of PhotoAnalyzerConfig.
+const (
+	DefaultMatchThreshold = 90.0
+	DefaultCallTimeout    = 10 * time.Second
+	DefaultCacheEntries   = 10_000
+	DefaultCacheTTL       = time.Hour
+)
+
+// MaxImageBytes is Rekognition's limit on image bytes sent in a request; a
+// larger photo is rejected as invalid without a call.
+const MaxImageBytes = 5 << 20
+
+// PhotoAnalyzerConfig configures a PhotoAnalyzerService. Zero fields take the
+// Default* values.
+type PhotoAnalyzerConfig struct {
+	// CollectionID is the Rekognition face collection
+	// (REKOGNITION_COLLECTION_ID); "" disables recognition.
+	CollectionID string
+	// MatchThreshold is the minimum similarity, in (0, 100], for a search
+	// result to count as the same person (FACE_MATCH_THRESHOLD).
+	MatchThreshold float64
+	// CallTimeout bounds each Rekognition operation, SDK retries included.
+	CallTimeout time.Duration
+	// CacheEntries bounds the in-memory result cache.
+	CacheEntries int
+	// CacheTTL is how long a cached result is trusted.
+	CacheTTL time.Duration
+}
+
+var collectionIDPattern = regexp.MustCompile(`^[a-zA-Z0-9_.\-]{1,255}$`)
+
+// withDefaults validates cfg and fills its zero fields.
+func (cfg PhotoAnalyzerConfig) withDefaults() (PhotoAnalyzerConfig, error) {
+	if cfg.CollectionID != "" && !collectionIDPattern.MatchString(cfg.CollectionID) {
+		return cfg, fmt.Errorf("collection id %q: want 1-255 characters of [a-zA-Z0-9_.-]", cfg.CollectionID)
+	}
+	if cfg.MatchThreshold == 0 {
+		cfg.MatchThreshold = DefaultMatchThreshold
+	}
+	if math.IsNaN(cfg.MatchThreshold) || cfg.MatchThreshold <= 0 || cfg.MatchThreshold > 100 {
+		return cfg, fmt.Errorf("match threshold %v: want a value in (0, 100]", cfg.MatchThreshold)
+	}
+	if cfg.CallTimeout == 0 {
+		cfg.CallTimeout = DefaultCallTimeout
+	}
+	if cfg.CacheEntries == 0 {
+		cfg.CacheEntries = DefaultCacheEntries
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = DefaultCacheTTL
+	}
+	if cfg.CallTimeout < 0 || cfg.CacheEntries < 0 || cfg.CacheTTL < 0 {
+		return cfg, fmt.Errorf("call timeout, cache entries and cache TTL must not be negative")
+	}
+	return cfg, nil
+}
+
+// PhotoAnalyzerService recognises faces in photos. It is safe for concurrent
+// use; bounding how many photos are analysed at once is the caller's job.
+//
+// For a photo it: looks the SHA-256 of the bytes up in a bounded in-memory
+// cache (hit → StatusMatched, similarity 100, no call); else searches the
+// collection for the face (SearchFacesByImage, MaxFaces 1, the match
+// threshold); else indexes it (IndexFaces, MaxFaces 1, QualityFilter AUTO,
+// ExternalImageId from the device id). Identical photos analysed at the same
+// time share one set of calls.
+type PhotoAnalyzerService struct {
+	client  *rekognition.Client
+	cfg     PhotoAnalyzerConfig
+	cache   *faceCache
+	flight  singleflight.Group
+	metrics *analyzerMetrics
+	log     *slog.Logger
+}
+
+// NewPhotoAnalyzerService validates cfg and builds the service. client may be
+// nil only when cfg.CollectionID is "" (recognition disabled). Metrics are
+// registered on reg (nil: not registered); log may be nil.
+func NewPhotoAnalyzerService(client *rekognition.Client, cfg PhotoAnalyzerConfig, reg prometheus.Registerer, log *slog.Logger) (*PhotoAnalyzerService, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("photo analyzer config: %w", err)
+	}
+	if cfg.CollectionID != "" && client == nil {
+		return nil, fmt.Errorf("photo analyzer config: collection %q configured without a Rekognition client", cfg.CollectionID)
+	}
+	m, err := newAnalyzerMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &PhotoAnalyzerService{
+		client:  client,
+		cfg:     cfg,
+		cache:   newFaceCache(cfg.CacheEntries, cfg.CacheTTL, time.Now),
+		metrics: m,
+		log:     log,
+	}
+	if !s.Enabled() {
+		log.Warn("face recognition disabled: no Rekognition collection configured (REKOGNITION_COLLECTION_ID is empty); photos are stored with recognition_status=disabled")
+	}
+	return s, nil
+}
+
+// Enabled reports whether a collection is configured.
+func (s *PhotoAnalyzerService) Enabled() bool { return s.cfg.CollectionID != "" }
+
+// EnsureCollection creates the collection if it does not exist; an existing
+// one (also one created concurrently by another worker) is fine. No-op when
+// disabled. Only DescribeCollection is needed when the collection exists, so
+// a deployment that pre-creates it can withhold rekognition:CreateCollection.
+func (s *PhotoAnalyzerService) EnsureCollection(ctx context.Context) error {
+	if !s.Enabled() {
+		return nil
+	}
+	id := s.cfg.CollectionID
+
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	start := time.Now()
+	desc, err := s.client.DescribeCollection(cctx, &rekognition.DescribeCollectionInput{CollectionId: aws.String(id)})
+	cancel()
+	switch {
+	case err == nil:
+		s.observe(opDescribeCollection, start, outcomeSuccess)
+		s.log.Info("rekognition collection ready", "collection", id, "faces", aws.ToInt64(desc.FaceCount), "face_model_version", aws.ToString(desc.FaceModelVersion))
+		return nil
+	case isCode(err, codeResourceNotFound):
+		s.observe(opDescribeCollection, start, outcomeNotFound)
+	default:
+		return s.fail(opDescribeCollection, start, err)
+	}
+
+	cctx, cancel = context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	start = time.Now()
+	created, err := s.client.CreateCollection(cctx, &rekognition.CreateCollectionInput{CollectionId: aws.String(id)})
+	switch {
+	case err == nil:
+		s.observe(opCreateCollection, start, outcomeSuccess)
+		s.log.Info("rekognition collection created", "collection", id, "arn", aws.ToString(created.CollectionArn))
+		return nil
+	case isCode(err, codeResourceAlreadyExists):
+		s.observe(opCreateCollection, start, outcomeAlreadyExists)
+		return nil
+	default:
+		return s.fail(opCreateCollection, start, err)
+	}
+}
+
+// Analyze recognises the face in image, a JPEG or PNG sent by deviceID.
+//
+// A photo without a usable face is not an error: it yields StatusNoFace.
+// Errors are *ierr.Error: ierr.Unavailable (throttling, 5xx, network,
+// time-out, ctx done: retry later), ierr.Invalid (Rekognition rejects the
+// image: dead-letter), ierr.Misconfigured (access denied, collection missing,
+// bad credentials: retry later and alert; counted in rekognition_calls_total
+// with outcome "misconfigured").
+//
+// If ctx ends while Rekognition is being called, Analyze returns at once but
+// the calls run to completion (each bounded by CallTimeout) and their result
+// is cached, so a redelivered photo neither calls again nor indexes its face
+// twice.
+func (s *PhotoAnalyzerService) Analyze(ctx context.Context, deviceID string, image []byte) (Analysis, error) {
+	const op = "services.PhotoAnalyzerService.Analyze"
+	if !s.Enabled() {
+		return Analysis{Status: StatusDisabled}, nil
+	}
+	if len(image) == 0 {
+		return Analysis{}, ierr.Errorf(ierr.Invalid, op, "empty image")
+	}
+	if len(image) > MaxImageBytes {
+		return Analysis{}, ierr.Errorf(ierr.Invalid, op, "image of %d bytes exceeds Rekognition's %d", len(image), MaxImageBytes)
+	}
+
+	key := imageKey(sha256.Sum256(image))
+	if faceID, ok := s.cache.get(key); ok {
+		s.metrics.cache.WithLabelValues("hit").Inc()
+		return cachedAnalysis(faceID), nil
+	}
+	s.metrics.cache.WithLabelValues("miss").Inc()
+	if err := ctx.Err(); err != nil {
+		return Analysis{}, ierr.E(ierr.Unavailable, op, err)
+	}
+
+	// Only the caller whose function runs (the leader) sets led; the others
+	// get the leader's result, which for them is a repeat of the same photo.
+	led := false
+	ch := s.flight.DoChan(string(key[:]), func() (any, error) {
+		led = true
+		if faceID, ok := s.cache.get(key); ok { // a flight ended between our get and DoChan
+			return cachedAnalysis(faceID), nil
+		}
+		return s.analyze(context.WithoutCancel(ctx), deviceID, image, key)
+	})
+	select {
+	case <-ctx.Done():
+		return Analysis{}, ierr.E(ierr.Unavailable, op, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			return Analysis{}, r.Err
+		}
+		a := r.Val.(Analysis)
+		if !led && a.FaceID != "" {
+			a = cachedAnalysis(a.FaceID)
+		}
+		return a, nil
+	}
+}
+
+// cachedAnalysis is the result for a photo whose identical bytes were analysed
+// before: the same face, with similarity 100 ("" means no face).
+func cachedAnalysis(faceID string) Analysis {
+	if faceID == "" {
+		return Analysis{Status: StatusNoFace}
+	}
+	sim := 100.0
+	return Analysis{Status: StatusMatched, Recognized: true, FaceID: faceID, Similarity: &sim}
+}
+
+// analyze calls Rekognition for a photo not in the cache and caches the result.
+func (s *PhotoAnalyzerService) analyze(ctx context.Context, deviceID string, image []byte, key imageKey) (Analysis, error) {
+	match, noFace, err := s.search(ctx, image)
+	switch {
+	case err != nil:
+		return Analysis{}, err
+	case noFace:
+		s.cache.put(key, "")
+		return Analysis{Status: StatusNoFace}, nil
+	case match != nil:
+		s.cache.put(key, match.faceID)
+		sim := match.similarity
+		return Analysis{Status: StatusMatched, Recognized: true, FaceID: match.faceID, Similarity: &sim}, nil
+	}
+
+	faceID, err := s.index(ctx, deviceID, image)
+	if err != nil {
+		return Analysis{}, err
+	}
+	s.cache.put(key, faceID)
+	if faceID == "" {
+		return Analysis{Status: StatusNoFace}, nil
+	}
+	return Analysis{Status: StatusNewFace, FaceID: faceID}, nil
+}
+
+type faceMatch struct {
+	faceID     string
+	similarity float64
+}
+
+// search looks the photo's largest face up in the collection. It reports
+// noFace when Rekognition finds no face, and a nil match when no face in the
+// collection reaches the threshold.
+func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (match *faceMatch, noFace bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.client.SearchFacesByImage(ctx, &rekognition.SearchFacesByImageInput{
+		CollectionId:       aws.String(s.cfg.CollectionID),
+		Image:              &types.Image{Bytes: image},
+		FaceMatchThreshold: aws.Float32(float32(s.cfg.MatchThreshold)),
+		MaxFaces:           aws.Int32(1),
+		// NONE (the API default) on purpose: recognise a known person even in a
+		// poor photo; quality is enforced when indexing instead.
+		QualityFilter: types.QualityFilterNone,
+	})
+	switch {
+	case err == nil:
+		s.observe(opSearchFacesByImage, start, outcomeSuccess)
+	case isNoFace(err):
+		s.observe(opSearchFacesByImage, start, outcomeNoFace)
+		return nil, true, nil
+	default:
+		return nil, false, s.fail(opSearchFacesByImage, start, err)
+	}
+	for _, m := range out.FaceMatches {
+		if m.Face == nil || aws.ToString(m.Face.FaceId) == "" || m.Similarity == nil {
+			continue
+		}
+		if sim := float32To64(*m.Similarity); sim >= s.cfg.MatchThreshold {
+			return &faceMatch{faceID: *m.Face.FaceId, similarity: sim}, false, nil
+		}
+	}
+	return nil, false, nil
+}
+
+// index adds the photo's largest face to the collection and returns its face
+// id, or "" when Rekognition found no face good enough to index.
+func (s *PhotoAnalyzerService) index(ctx context.Context, deviceID string, image []byte) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.client.IndexFaces(ctx, &rekognition.IndexFacesInput{
+		CollectionId:    aws.String(s.cfg.CollectionID),
+		Image:           &types.Image{Bytes: image},
+		ExternalImageId: aws.String(ExternalImageID(deviceID)),
+		MaxFaces:        aws.Int32(1),
+		// AUTO: keep blurred, dark or tiny faces out of the collection, where
+		// they would produce false matches for every later photo.
+		QualityFilter: types.QualityFilterAuto,
+	})
+	if err != nil {
+		return "", s.fail(opIndexFaces, start, err)
+	}
+	s.observe(opIndexFaces, start, outcomeSuccess)
+	for _, r := range out.FaceRecords {
+		if r.Face != nil && aws.ToString(r.Face.FaceId) != "" {
+			return *r.Face.FaceId, nil
+		}
+	}
+	if len(out.UnindexedFaces) > 0 {
+		var reasons []string
+		for _, u := range out.UnindexedFaces {
+			for _, r := range u.Reasons {
+				reasons = append(reasons, string(r))
+			}
+		}
+		s.log.Debug("face not indexed", "device_id", deviceID, "reasons", reasons)
+	}
+	return "", nil
+}
+
+// observe records one Rekognition operation in the metrics.
+func (s *PhotoAnalyzerService) observe(operation string, start time.Time, outcome string) {
+	s.metrics.duration.WithLabelValues(operation).Observe(time.Since(start).Seconds())
+	s.metrics.calls.WithLabelValues(operation, outcome).Inc()
+}
+
+// fail records a failed operation and translates its error.
+func (s *PhotoAnalyzerService) fail(operation string, start time.Time, err error) error {
+	kind, outcome := classify(err)
+	s.observe(operation, start, outcome)
+	return ierr.E(kind, "rekognition."+operation, err)
+}
+
+// ExternalImageID derives the ExternalImageId stored with an indexed face from
+// a device id: characters outside Rekognition's [a-zA-Z0-9_.\-:] become "_",
+// the result is cut to 255 bytes, and an empty id becomes "unknown".
+func ExternalImageID(deviceID string) string {
+	const maxLen = 255
+	var b strings.Builder
+	for _, r := range deviceID {
+		if b.Len() >= maxLen {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
+			r == '_', r == '.', r == '-', r == ':':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}
+
+// float32To64 widens a similarity without float32 noise: 97.5 stays 97.5 and
+// 99.99 does not become 99.98999786376953.
+func float32To64(f float32) float64 {
+	v, err := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
+	if err != nil {
+		return float64(f)
+	}
+	return v
+}
