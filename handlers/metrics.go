@@ -1,0 +1,84 @@
+package handlers
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the API's own series; Run registers them with the Go runtime
+// and process collectors on one registry.
+type metrics struct {
+	requests       *prometheus.CounterVec
+	duration       *prometheus.HistogramVec
+	publish        *prometheus.HistogramVec
+	rateLimited    *prometheus.CounterVec
+	authFailures   *prometheus.CounterVec
+	trackedClients prometheus.GaugeFunc
+}
+
+func newMetrics(reg prometheus.Registerer, trackedClients func() float64) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "api_http_requests_total",
+			Help: "HTTP requests by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "api_http_request_duration_seconds",
+			Help:    "Time from the request's arrival to the end of the response, by route pattern, method and status.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route", "method", "status"}),
+		publish: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "api_publish_duration_seconds",
+			Help:    "Time to get JetStream's ack for a reading, by telemetry type and outcome (ok, error).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"type", "outcome"}),
+		rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "api_rate_limited_total",
+			Help: "Requests refused with 429 by the per-client-IP rate limit, by route pattern.",
+		}, []string{"route"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "api_auth_failures_total",
+			Help: "Requests refused by authentication (missing, invalid: 401) or authorization (forbidden: 403).",
+		}, []string{"reason"}),
+		trackedClients: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "api_rate_limit_tracked_clients",
+			Help: "Client IPs whose token bucket is currently kept in memory.",
+		}, trackedClients),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.publish, m.rateLimited, m.authFailures, m.trackedClients} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, reason := range []string{"missing", "invalid", "forbidden"} {
+		m.authFailures.WithLabelValues(reason) // export zeros so rates work from the start
+	}
+	return m, nil
+}
+
+// middleware counts and times every request, including those the inner
+// layers refuse (429, 401, 403).
+func (m *metrics) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		next.ServeHTTP(w, r)
+		info := infoFrom(r.Context())
+		status := strconv.Itoa(info.rec.statusCode())
+		method := methodLabel(r.Method)
+		m.requests.WithLabelValues(info.route, method, status).Inc()
+		m.duration.WithLabelValues(info.route, method, status).Observe(time.Since(start).Seconds())
+	})
+}
+
+// methodLabel bounds the label's values: a client may send any method name.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
+}

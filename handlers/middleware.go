@@ -1,0 +1,158 @@
+package handlers
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/challenge-v3/challenge-v3/ierr"
+)
+
+// reqInfo is what the middleware chain learns about one request, shared by
+// pointer so the outer layers (access log, metrics) see what the inner ones
+// found (client IP, key name, the cause of a 5xx).
+type reqInfo struct {
+	id       string
+	route    string // the ServeMux pattern, or "unmatched"
+	clientIP netip.Addr
+	keyName  string
+	err      error // cause of a 5xx answer, logged once by the access log
+	rec      *recorder
+}
+
+type ctxKey struct{}
+
+func infoFrom(ctx context.Context) *reqInfo {
+	info, _ := ctx.Value(ctxKey{}).(*reqInfo)
+	return info
+}
+
+// recorder captures the status and size of a response.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (rw *recorder) WriteHeader(code int) {
+	if rw.status == 0 && code >= 200 {
+		rw.status = code
+	}
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *recorder) Write(b []byte) (int, error) {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	n, err := rw.ResponseWriter.Write(b)
+	rw.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the server's writer.
+func (rw *recorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
+
+func (rw *recorder) statusCode() int {
+	if rw.status == 0 {
+		return http.StatusOK // the handler wrote nothing
+	}
+	return rw.status
+}
+
+// requestLog is the outermost middleware: it assigns the request id (a sane
+// incoming X-Request-Id is kept), resolves the route pattern and the client
+// IP once for every inner layer, and writes one access-log line per request.
+func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP func(*http.Request) netip.Addr, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			id = uuid.Must(uuid.NewV7()).String()
+		}
+		w.Header().Set("X-Request-Id", id)
+		rec := &recorder{ResponseWriter: w}
+		info := &reqInfo{id: id, route: routeOf(r), clientIP: clientIP(r), rec: rec}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
+
+		status := rec.statusCode()
+		level := slog.LevelInfo
+		attrs := []slog.Attr{
+			slog.String("request_id", id),
+			slog.String("method", r.Method),
+			slog.String("route", info.route),
+			slog.Int("status", status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Int64("request_bytes", r.ContentLength),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.String("client_ip", info.clientIP.String()),
+		}
+		if info.keyName != "" {
+			attrs = append(attrs, slog.String("key", info.keyName))
+		}
+		if status >= 500 {
+			level = slog.LevelError
+			if info.err != nil {
+				attrs = append(attrs, slog.String("error", info.err.Error()))
+			}
+		}
+		log.LogAttrs(r.Context(), level, "http request", attrs...)
+	})
+}
+
+// recoverPanics turns a panic below it into a 500 problem answer (when
+// nothing was written yet) and an access-log error with the stack, instead
+// of a dropped connection; it sits inside the metrics layer so the 500 is
+// counted.
+func recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler { // the deliberate way to abort a response
+				panic(v)
+			}
+			info := infoFrom(r.Context())
+			err := fmt.Errorf("panic: %v\n%s", v, debug.Stack())
+			if info.rec.status == 0 {
+				writeError(w, r, ierr.E(ierr.Internal, "handlers", err))
+			} else {
+				info.rec.status = http.StatusInternalServerError // for the log and metrics
+			}
+			info.err = err
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// validRequestID accepts 1–128 characters of [A-Za-z0-9._:-]: enough for
+// UUIDs, trace ids and proxy-generated ids, nothing that could forge a log
+// line or a header.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// chain composes middleware, outermost first.
+func chain(h http.Handler, mw ...func(http.Handler) http.Handler) http.Handler {
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return h
+}

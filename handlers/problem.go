@@ -1,0 +1,139 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/challenge-v3/challenge-v3/ierr"
+)
+
+// ProblemTypeBase prefixes every problem "type": each type is a section of
+// the API documentation.
+const ProblemTypeBase = "https://github.com/challenge-v3/challenge-v3/blob/main/docs/api.md#"
+
+// retryAfterSeconds is what a client is told to wait after a 503: long
+// enough for a NATS reconnect, short against the ~10 s reporting period.
+const retryAfterSeconds = 5
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type      string            `json:"type"`
+	Title     string            `json:"title"`
+	Status    int               `json:"status"`
+	Detail    string            `json:"detail,omitempty"`
+	Instance  string            `json:"instance,omitempty"`
+	RequestID string            `json:"request_id,omitempty"`
+	Errors    []ierr.FieldError `json:"errors,omitempty"`
+}
+
+// problemKind describes how one ierr.Kind reaches a client.
+type problemKind struct {
+	status int
+	slug   string
+	title  string
+	// detail replaces the error's text: for server-side kinds the cause is
+	// for the log, never for the client.
+	detail string
+}
+
+// kinds is the one place an ierr.Kind becomes an HTTP status.
+//
+// Conflict is 422: on the ingest path its only source is an Idempotency-Key
+// reused with a different body, which the IETF Idempotency-Key draft answers
+// with 422 (409 is kept for a concurrent request, which cannot happen here:
+// the first claim wins and later ones share its id).
+var kinds = map[ierr.Kind]problemKind{
+	ierr.Invalid:         {http.StatusBadRequest, "validation-error", "The request is invalid", ""},
+	ierr.TooLarge:        {http.StatusRequestEntityTooLarge, "too-large", "The request or its image is too large", ""},
+	ierr.Unsupported:     {http.StatusUnsupportedMediaType, "unsupported-media-type", "The media type is not supported", ""},
+	ierr.Unauthenticated: {http.StatusUnauthorized, "unauthenticated", "Authentication is required", ""},
+	ierr.Forbidden:       {http.StatusForbidden, "forbidden", "The API key lacks the required scope", ""},
+	ierr.Conflict:        {http.StatusUnprocessableEntity, "idempotency-key-reused", "The Idempotency-Key was used for a different request", ""},
+	ierr.NotFound:        {http.StatusNotFound, "not-found", "Not found", ""},
+	ierr.Unavailable: {http.StatusServiceUnavailable, "service-unavailable", "The service cannot accept the reading right now",
+		"The message queue did not acknowledge the reading; nothing was accepted. Retry later with the same Idempotency-Key."},
+	ierr.Misconfigured: {http.StatusServiceUnavailable, "service-unavailable", "The service cannot accept the reading right now",
+		"The service is misconfigured; nothing was accepted. Retry later with the same Idempotency-Key."},
+	ierr.Internal: {http.StatusInternalServerError, "internal-error", "Internal server error",
+		"An unexpected error occurred; nothing was accepted. Quote the request_id when reporting it."},
+}
+
+// writeError answers with the problem document err maps to. Server-side
+// causes are handed to the access log (logged once there) and never shown.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	kind := ierr.KindOf(err)
+	pk, ok := kinds[kind]
+	if !ok {
+		pk = kinds[ierr.Internal]
+	}
+	p := Problem{
+		Type:   ProblemTypeBase + pk.slug,
+		Title:  pk.title,
+		Status: pk.status,
+		Detail: pk.detail,
+		Errors: ierr.FieldsOf(err),
+	}
+	if pk.status >= 500 {
+		p.Errors = nil
+		if info := infoFrom(r.Context()); info != nil {
+			info.err = err
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	} else if p.Detail == "" {
+		p.Detail = clientDetail(err, len(p.Errors))
+	}
+	switch pk.status {
+	case http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `APIKey realm="telemetry", header="X-API-Key"`)
+	case http.StatusRequestEntityTooLarge:
+		// The rest of the body is not worth reading: close after replying.
+		w.Header().Set("Connection", "close")
+	}
+	writeProblem(w, r, p)
+}
+
+// clientDetail is the human-readable detail of a client error. The causes of
+// client-side kinds are written by this module for clients (models,
+// messaging), never raw dependency text.
+func clientDetail(err error, nFields int) string {
+	var e *ierr.Error
+	if errors.As(err, &e) && e.Err != nil {
+		return e.Err.Error()
+	}
+	if nFields == 1 {
+		return "1 field is invalid; see errors."
+	}
+	if nFields > 1 {
+		return strconv.Itoa(nFields) + " fields are invalid; see errors."
+	}
+	return ""
+}
+
+// writeProblem writes p as application/problem+json.
+func writeProblem(w http.ResponseWriter, r *http.Request, p Problem) {
+	p.Instance = r.URL.Path
+	if info := infoFrom(r.Context()); info != nil {
+		p.RequestID = info.id
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	body, _ := json.Marshal(p) // a Problem always marshals
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// fieldProblem is a 4xx about one field (or the body, field "").
+func fieldProblem(kind ierr.Kind, field, msg string) error {
+	e := &ierr.Error{Kind: kind, Op: "handlers"}
+	if field != "" {
+		e.Fields = []ierr.FieldError{{Field: field, Message: msg}}
+	} else {
+		e.Err = errors.New(msg)
+	}
+	return e
+}

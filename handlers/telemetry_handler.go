@@ -1,0 +1,236 @@
+package handlers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/models"
+)
+
+// publisher is what the handlers need from messaging.Publisher.
+type publisher interface {
+	// Publish returns once JetStream has acknowledged data under msgID.
+	Publish(ctx context.Context, subject, msgID string, data []byte) error
+	// ClaimIdempotencyKey returns the message id bound to the key: the
+	// candidate on first use, the earlier id on a retry, Conflict when the
+	// key was used for a different fingerprint.
+	ClaimIdempotencyKey(ctx context.Context, actor, kind, key, candidateID, fingerprint string) (string, error)
+}
+
+// Accepted is the body of a 202 answer.
+type Accepted struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+// ingest serves the three telemetry routes.
+type ingest struct {
+	pub            publisher
+	lim            models.Limits
+	m              *metrics
+	requestTimeout time.Duration
+}
+
+func (h *ingest) gyroscope(w http.ResponseWriter, r *http.Request) {
+	now, key, err := h.begin(w, r)
+	if err == nil {
+		err = requireJSON(w, r)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	g, err := decodeJSON(w, r, JSONBodyLimit, func(body io.Reader) (models.Gyroscope, error) {
+		return models.DecodeGyroscope(body, now, h.lim)
+	})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	h.accept(w, r, models.TypeGyroscope, key, now, &g.Meta, &g)
+}
+
+func (h *ingest) gps(w http.ResponseWriter, r *http.Request) {
+	now, key, err := h.begin(w, r)
+	if err == nil {
+		err = requireJSON(w, r)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	g, err := decodeJSON(w, r, JSONBodyLimit, func(body io.Reader) (models.GPS, error) {
+		return models.DecodeGPS(body, now, h.lim)
+	})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	h.accept(w, r, models.TypeGPS, key, now, &g.Meta, &g)
+}
+
+// photo takes the image as base64 inside JSON or as a multipart file.
+func (h *ingest) photo(w http.ResponseWriter, r *http.Request) {
+	now, key, err := h.begin(w, r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	mt, params, err := mediaType(r)
+	var p models.Photo
+	limit := PhotoBodyLimit(h.lim)
+	switch {
+	case err != nil:
+	case mt == "application/json":
+		p, err = decodeJSON(w, r, limit, func(body io.Reader) (models.Photo, error) {
+			return models.DecodePhotoJSON(body, now, h.lim)
+		})
+	case mt == "multipart/form-data":
+		p, err = decodeMultipartPhoto(w, r, params["boundary"], limit, now, h.lim)
+	default:
+		err = fieldProblem(ierr.Unsupported, "", "Content-Type must be application/json or multipart/form-data.")
+	}
+	if ierr.Is(err, ierr.Unsupported) && len(ierr.FieldsOf(err)) == 0 {
+		w.Header().Set("Accept-Post", "application/json, multipart/form-data")
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	h.accept(w, r, models.TypePhoto, key, now, &p.Meta, &p)
+}
+
+// begin fixes the moment of receipt and reads the Idempotency-Key header,
+// before any of the body is read.
+func (h *ingest) begin(w http.ResponseWriter, r *http.Request) (time.Time, string, error) {
+	// Microseconds: what PostgreSQL keeps, so received_at round-trips.
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	key, err := idempotencyKey(r.Header)
+	return now, key, err
+}
+
+// accept completes the message, binds it to its id and publishes it; the
+// client hears 202 only once JetStream has acknowledged it.
+func (h *ingest) accept(w http.ResponseWriter, r *http.Request, t models.Type, key string, now time.Time, meta *models.Meta, msg any) {
+	info := infoFrom(r.Context())
+	if info == nil || info.keyName == "" {
+		writeError(w, r, ierr.Errorf(ierr.Internal, "handlers.accept", "route %s reached without an authenticated key", r.URL.Path))
+		return
+	}
+	meta.Actor = info.keyName
+	// The deadline starts once the body is in: a slow upload must not eat
+	// the time the publish needs.
+	ctx, cancel := context.WithTimeout(r.Context(), h.requestTimeout)
+	defer cancel()
+
+	id, err := uuid.NewV7()
+	if err != nil {
+		writeError(w, r, ierr.E(ierr.Internal, "handlers.accept", err))
+		return
+	}
+	replayed := false
+	if key != "" {
+		// The fingerprint covers the reading as the worker will store it,
+		// before id and receipt time are set: a retry that differs only in
+		// notation (MAC form, RFC 3339 vs epoch) is the same request.
+		fp, err := fingerprint(msg)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		got, err := h.pub.ClaimIdempotencyKey(ctx, meta.Actor, string(t), key, id.String(), fp)
+		if err != nil {
+			writeError(w, r, err)
+			return
+		}
+		if got != id.String() {
+			replayed = true
+			if id, err = uuid.Parse(got); err != nil {
+				writeError(w, r, ierr.E(ierr.Internal, "handlers.accept: stored idempotency id", err))
+				return
+			}
+		}
+	}
+	meta.MessageID = id
+	meta.ReceivedAt = now
+	data, err := models.Marshal(msg)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	start := time.Now()
+	err = h.pub.Publish(ctx, t.Subject(), id.String(), data)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	h.m.publish.WithLabelValues(string(t), outcome).Observe(time.Since(start).Seconds())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	writeJSON(w, http.StatusAccepted, Accepted{ID: id.String(), Status: "accepted"})
+}
+
+// fingerprint digests a message's content; MessageID and ReceivedAt must
+// still be zero.
+func fingerprint(msg any) (string, error) {
+	b, err := models.Marshal(msg)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// MaxIdempotencyKeyLen is the longest Idempotency-Key accepted.
+const MaxIdempotencyKeyLen = 255
+
+// idempotencyKey reads the optional Idempotency-Key header: 1–255 printable
+// ASCII characters, sent once. The draft standard's quoted form ("abc") is
+// accepted and means the same as abc.
+func idempotencyKey(h http.Header) (string, error) {
+	const field = "Idempotency-Key"
+	values := h.Values(field)
+	switch len(values) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", fieldProblem(ierr.Invalid, field, "must be sent at most once")
+	}
+	k := values[0]
+	if len(k) >= 2 && k[0] == '"' && k[len(k)-1] == '"' {
+		k = k[1 : len(k)-1]
+	}
+	if k == "" || len(k) > MaxIdempotencyKeyLen {
+		return "", fieldProblem(ierr.Invalid, field, "must be 1 to "+strconv.Itoa(MaxIdempotencyKeyLen)+" characters")
+	}
+	if strings.IndexFunc(k, func(c rune) bool { return c < 0x20 || c > 0x7e }) >= 0 {
+		return "", fieldProblem(ierr.Invalid, field, "must be printable ASCII")
+	}
+	return k, nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, _ := json.Marshal(v) // only fixed response types reach here
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
