@@ -78,7 +78,7 @@ func TestEnsureTopologyIsIdempotentAndUpdates(t *testing.T) {
 		}
 		cc := c.CachedInfo().Config
 		if cc.FilterSubject != typ.Subject() || cc.AckPolicy != jetstream.AckExplicitPolicy ||
-			cc.MaxDeliver != topo.MaxDeliver || len(cc.BackOff) == 0 || len(cc.BackOff) >= cc.MaxDeliver {
+			cc.MaxDeliver != topo.MaxDeliver || cc.AckWait != topo.AckWait || len(cc.BackOff) != 0 {
 			t.Errorf("consumer %s config = %+v", typ, cc)
 		}
 	}

@@ -83,18 +83,6 @@ func (c TopologyConfig) Validate() error {
 	return nil
 }
 
-// RedeliveryBackoff is the consumer's schedule for redelivering a message
-// that was not acknowledged at all (worker crashed or stalled): the first
-// entry acts as AckWait, later deliveries wait longer. It has fewer entries
-// than MaxDeliver, as the server requires; the last entry repeats.
-func (c TopologyConfig) RedeliveryBackoff() []time.Duration {
-	b := []time.Duration{c.AckWait, 2 * c.AckWait, 4 * c.AckWait, 8 * c.AckWait}
-	if n := c.MaxDeliver - 1; len(b) > n {
-		b = b[:n]
-	}
-	return b
-}
-
 // EnsureTopology creates or updates the streams, the consumers and the
 // idempotency bucket. It is safe to call from every process at start-up.
 func EnsureTopology(ctx context.Context, js jetstream.JetStream, c TopologyConfig) error {
@@ -148,8 +136,14 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c TopologyConfi
 			FilterSubject: t.Subject(),
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckWait:       c.AckWait,
 			MaxDeliver:    c.MaxDeliver,
-			BackOff:       c.RedeliveryBackoff(),
+			// No BackOff: with one set, nats-server 2.10 offsets a
+			// NakWithDelay from AckWait but checks it against
+			// BackOff[redeliveries], so the worker's retry delays grew by
+			// BackOff[n]-AckWait (a 200ms nak on the 2nd delivery came back
+			// after AckWait). The worker's NakWithDelay schedule
+			// (RETRY_BACKOFF) is the back-off; AckWait covers crashes.
 			MaxAckPending: c.MaxAckPending,
 		})
 		if err != nil {

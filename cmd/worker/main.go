@@ -1,0 +1,55 @@
+// Command worker consumes the telemetry queues and stores the readings in
+// PostgreSQL (see docs/worker.md). Configuration comes from the environment.
+//
+//	worker          run the worker (default)
+//	worker migrate  apply the database migrations and exit (needs DATABASE_URL only)
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := "worker"
+	if len(os.Args) > 1 {
+		cmd = os.Args[1]
+	}
+	switch cmd {
+	case "worker":
+		cfg, err := config.LoadWorker(os.Getenv)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+		if err := worker.Run(ctx, cfg, log); err != nil {
+			log.Error("worker failed", "error", err)
+			os.Exit(1)
+		}
+	case "migrate":
+		log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+		dsn := os.Getenv("DATABASE_URL")
+		if dsn == "" {
+			fmt.Fprintln(os.Stderr, "DATABASE_URL: is required")
+			os.Exit(2)
+		}
+		if err := worker.Migrate(ctx, dsn); err != nil {
+			log.Error("migration failed", "error", err)
+			os.Exit(1)
+		}
+		log.Info("database schema is up to date")
+	default:
+		fmt.Fprintf(os.Stderr, "usage: worker [migrate]\nunknown command %q\n", cmd)
+		os.Exit(2)
+	}
+}

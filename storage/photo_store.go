@@ -1,0 +1,111 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/models"
+)
+
+// Photo is a row of the photo table. The image is only ever here sealed:
+// Ciphertext is what crypto.Sealer.Seal returned under KeyID.
+type Photo struct {
+	models.Meta // Actor is written to the audit row, not to the photo table
+
+	ID          int64
+	CreatedAt   time.Time
+	ContentType string
+	SizeBytes   int // of the plaintext image
+	Ciphertext  []byte
+	KeyID       string
+
+	RecognitionStatus string // matched, new_face, no_face or disabled
+	Recognized        bool
+	FaceID            string   // "" when none
+	Similarity        *float64 // percent, for a match
+}
+
+const insertPhotoSQL = `
+WITH inserted AS (
+	INSERT INTO photo (message_id, device_id, recorded_at, received_at, content_type, size_bytes,
+		image_ciphertext, encryption_key_id, recognition_status, recognized, face_id, similarity)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $12)
+	ON CONFLICT (message_id) DO NOTHING
+	RETURNING id, message_id
+), audited AS (
+	INSERT INTO audit_log (actor, action, resource, resource_id, message_id, details)
+	SELECT $13, 'photo.stored', 'photo', inserted.id::text, inserted.message_id, $14::jsonb
+	FROM inserted
+)
+SELECT id FROM inserted`
+
+// InsertPhoto stores a photo and its audit row in one statement. inserted is
+// false when the message was stored before (a duplicate delivery).
+func (s *Store) InsertPhoto(ctx context.Context, p Photo) (inserted bool, err error) {
+	const op = "storage.InsertPhoto"
+	// The audit details never hold image bytes, digests of them, or secrets.
+	details := map[string]any{
+		"device_id":          p.DeviceID,
+		"content_type":       p.ContentType,
+		"size_bytes":         p.SizeBytes,
+		"encryption_key_id":  p.KeyID,
+		"recognition_status": p.RecognitionStatus,
+		"recognized":         p.Recognized,
+	}
+	if p.FaceID != "" {
+		details["face_id"] = p.FaceID
+	}
+	if p.Similarity != nil {
+		details["similarity"] = *p.Similarity
+	}
+	var id int64
+	err = s.pool.QueryRow(ctx, insertPhotoSQL,
+		p.MessageID, p.DeviceID, p.RecordedAt, p.ReceivedAt, p.ContentType, p.SizeBytes,
+		p.Ciphertext, p.KeyID, p.RecognitionStatus, p.Recognized, p.FaceID, p.Similarity,
+		p.Actor, details,
+	).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, translate(op, err)
+	}
+	return true, nil
+}
+
+// PhotoStored reports whether the photo of a message is already stored, so
+// a redelivered photo skips face analysis (which would index the face again).
+func (s *Store) PhotoStored(ctx context.Context, messageID uuid.UUID) (bool, error) {
+	var stored bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM photo WHERE message_id = $1)`, messageID).Scan(&stored)
+	return stored, translate("storage.PhotoStored", err)
+}
+
+// GetPhoto reads the photo row of a message; NotFound when there is none.
+// Meta.Actor is left empty (it lives in the audit log).
+func (s *Store) GetPhoto(ctx context.Context, messageID uuid.UUID) (Photo, error) {
+	const op = "storage.GetPhoto"
+	var p Photo
+	var faceID *string
+	err := s.pool.QueryRow(ctx, `
+		SELECT id, message_id, device_id, recorded_at, received_at, created_at, content_type, size_bytes,
+			image_ciphertext, encryption_key_id, recognition_status, recognized, face_id, similarity
+		FROM photo WHERE message_id = $1`, messageID).Scan(
+		&p.ID, &p.MessageID, &p.DeviceID, &p.RecordedAt, &p.ReceivedAt, &p.CreatedAt, &p.ContentType, &p.SizeBytes,
+		&p.Ciphertext, &p.KeyID, &p.RecognitionStatus, &p.Recognized, &faceID, &p.Similarity)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Photo{}, ierr.Errorf(ierr.NotFound, op, "no photo for message %s", messageID)
+	}
+	if err != nil {
+		return Photo{}, translate(op, err)
+	}
+	if faceID != nil {
+		p.FaceID = *faceID
+	}
+	return p, nil
+}

@@ -1,0 +1,184 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/messaging"
+	"github.com/challenge-v3/challenge-v3/models"
+)
+
+// batchKind is what the batch loop needs to know about one reading type.
+type batchKind[T any] struct {
+	typ    models.Type
+	insert func(context.Context, []T) ([]uuid.UUID, error)
+	id     func(*T) uuid.UUID
+}
+
+// received is a message and when it reached the worker.
+type received struct {
+	msg jetstream.Msg
+	at  time.Time
+}
+
+// runBatches consumes one GPS or gyroscope queue until ctx is done (work is
+// the hard stop that bounds what follows, see attempt): messages
+// are collected into a batch that is written when it holds BatchSize
+// messages or its first message has waited BatchLinger. On shutdown it stops
+// pulling, writes what it already holds (the open batch and the client
+// buffer), acknowledges it, and returns nil.
+func runBatches[T any](ctx, work context.Context, w *worker, k batchKind[T]) error {
+	cons, err := w.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(k.typ))
+	if err != nil {
+		return fmt.Errorf("%s consumer: %w", k.typ, err)
+	}
+	// Two batches in the client buffer keep the next batch ready while one
+	// is being written.
+	it, err := cons.Messages(jetstream.PullMaxMessages(min(2*w.cfg.BatchSize, w.cfg.Topology.MaxAckPending)))
+	if err != nil {
+		return fmt.Errorf("%s consumer: %w", k.typ, err)
+	}
+	defer it.Stop()
+	stopPulling := context.AfterFunc(ctx, it.Drain)
+	defer stopPulling()
+
+	in := make(chan jetstream.Msg)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(in)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					readErr <- err
+				}
+				return
+			}
+			in <- m
+		}
+	}()
+
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
+	defer linger.Stop()
+	var batch []received
+	flush := func() {
+		linger.Stop()
+		if len(batch) > 0 {
+			flushBatch(ctx, work, w, k, batch)
+			batch = nil
+		}
+	}
+	for {
+		select {
+		case m, ok := <-in:
+			if !ok {
+				flush()
+				select {
+				case err := <-readErr:
+					return fmt.Errorf("%s consumer: %w", k.typ, err)
+				default:
+					return nil
+				}
+			}
+			batch = append(batch, received{msg: m, at: time.Now()})
+			if len(batch) == 1 {
+				linger.Reset(w.cfg.BatchLinger)
+			}
+			if len(batch) >= w.cfg.BatchSize {
+				flush()
+			}
+		case <-linger.C:
+			flush()
+		}
+	}
+}
+
+// flushBatch validates a batch, writes the valid messages in one
+// transaction, and only after the commit acknowledges them (stored or
+// duplicate). Invalid messages are dead-lettered on their own.
+func flushBatch[T any](ctx, work context.Context, w *worker, k batchKind[T], batch []received) {
+	w.metrics.batchSize.WithLabelValues(string(k.typ)).Observe(float64(len(batch)))
+	sctx, cancel := settleContext(work)
+	defer cancel()
+	var (
+		items []T
+		good  []received
+	)
+	for _, r := range batch {
+		v, err := models.Unmarshal(k.typ, r.msg.Data(), w.cfg.Limits)
+		if err != nil {
+			w.settle(sctx, k.typ, r.msg, err)
+			continue
+		}
+		items = append(items, *v.(*T))
+		good = append(good, r)
+	}
+	if len(items) == 0 {
+		return
+	}
+	msgs := make([]jetstream.Msg, len(good))
+	for i, r := range good {
+		msgs[i] = r.msg
+	}
+	var inserted []uuid.UUID
+	err := w.attempt(ctx, work, k.typ, msgs, func(actx context.Context) error {
+		var err error
+		inserted, err = k.insert(actx, items)
+		return err
+	})
+	if err != nil {
+		if ierr.Is(err, ierr.Invalid) && len(items) > 1 {
+			// The schema refused a row that validation let through: write the
+			// messages one by one so only the culprit is dead-lettered.
+			for i := range items {
+				flushBatch(ctx, work, w, k, good[i:i+1])
+			}
+			return
+		}
+		var delay time.Duration
+		for _, r := range good {
+			delay = max(delay, w.settle(sctx, k.typ, r.msg, err))
+		}
+		if delay > 0 {
+			w.log.Warn("batch not stored; will be retried", "type", k.typ, "messages", len(good), "retry_in_max", delay, "err", err)
+		}
+		return
+	}
+	isNew := make(map[uuid.UUID]bool, len(inserted))
+	for _, id := range inserted {
+		isNew[id] = true
+	}
+	stored, dup := 0, 0
+	for i, r := range good {
+		id := k.id(&items[i])
+		if isNew[id] {
+			stored++
+			delete(isNew, id) // the same message twice in a batch: the second is a duplicate
+		} else {
+			dup++
+		}
+		// Committed: a lost ack only means a redelivery that the unique
+		// message_id turns into a counted duplicate.
+		if err := r.msg.Ack(); err != nil {
+			w.log.Debug("ack not sent", "type", k.typ, "err", err)
+		}
+	}
+	// One round trip makes sure the server has read every ack of the batch.
+	if err := w.nc.FlushWithContext(sctx); err != nil {
+		w.log.Warn("acks of a stored batch may be lost; the messages will come back as duplicates", "type", k.typ, "err", err)
+	}
+	now := time.Now()
+	for _, r := range good {
+		w.metrics.latency.WithLabelValues(string(k.typ)).Observe(now.Sub(r.at).Seconds())
+	}
+	w.metrics.count(k.typ, outcomeStored, stored)
+	w.metrics.count(k.typ, outcomeDuplicate, dup)
+	w.log.Debug("batch stored", "type", k.typ, "stored", stored, "duplicates", dup, "took", now.Sub(batch[0].at))
+}

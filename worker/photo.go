@@ -1,0 +1,124 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/challenge-v3/challenge-v3/messaging"
+	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/storage"
+)
+
+// runPhotos consumes the photo queue with PhotoConcurrency photos in flight
+// until ctx is done. On shutdown it stops pulling at once; photos being
+// processed finish within ShutdownTimeout (work), and photos still in the
+// client buffer are left unacknowledged for redelivery.
+func (w *worker) runPhotos(ctx, work context.Context) error {
+	cons, err := w.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(models.TypePhoto))
+	if err != nil {
+		return fmt.Errorf("photo consumer: %w", err)
+	}
+	// A small buffer: each photo may be 8 MiB and its ack timer runs while
+	// it waits.
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.PhotoConcurrency))
+	if err != nil {
+		return fmt.Errorf("photo consumer: %w", err)
+	}
+	defer it.Stop()
+	stopPulling := context.AfterFunc(ctx, it.Stop)
+	defer stopPulling()
+
+	in := make(chan jetstream.Msg)
+	var wg sync.WaitGroup
+	for range w.cfg.PhotoConcurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range in {
+				w.handlePhoto(ctx, work, m)
+			}
+		}()
+	}
+	var readErr error
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				readErr = fmt.Errorf("photo consumer: %w", err)
+			}
+			break
+		}
+		in <- m
+	}
+	close(in)
+	wg.Wait()
+	return readErr
+}
+
+// handlePhoto validates, analyses, seals and stores one photo with its
+// audit row, then acknowledges it.
+func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
+	const t = models.TypePhoto
+	start := time.Now()
+	sctx, cancel := settleContext(work)
+	defer cancel()
+	v, err := models.Unmarshal(t, m.Data(), w.cfg.Limits)
+	if err != nil {
+		w.settle(sctx, t, m, err)
+		return
+	}
+	p := v.(*models.Photo)
+	var inserted bool
+	err = w.attempt(ctx, work, t, []jetstream.Msg{m}, func(actx context.Context) error {
+		// A redelivered photo that was stored is not analysed again: indexing
+		// the same face twice would give the person two face ids.
+		stored, err := w.store.PhotoStored(actx, p.MessageID)
+		if err != nil || stored {
+			return err
+		}
+		a, err := w.analyzer.Analyze(actx, p.DeviceID, p.Image)
+		if err != nil {
+			return err
+		}
+		// The message id's 16 bytes are the additional data: a ciphertext
+		// moved to another row does not decrypt.
+		keyID, sealed, err := w.sealer.Seal(p.Image, p.MessageID[:])
+		if err != nil {
+			return err
+		}
+		inserted, err = w.store.InsertPhoto(actx, storage.Photo{
+			Meta:              p.Meta,
+			ContentType:       p.ContentType,
+			SizeBytes:         len(p.Image),
+			Ciphertext:        sealed,
+			KeyID:             keyID,
+			RecognitionStatus: string(a.Status),
+			Recognized:        a.Recognized,
+			FaceID:            a.FaceID,
+			Similarity:        a.Similarity,
+		})
+		return err
+	})
+	if err != nil {
+		if delay := w.settle(sctx, t, m, err); delay > 0 {
+			w.log.Warn("photo not stored; will be retried", "message_id", p.MessageID, "retry_in", delay, "err", err)
+		}
+		return
+	}
+	// A photo is costly to process again, so make the ack certain.
+	if err := m.DoubleAck(sctx); err != nil {
+		w.log.Warn("photo stored but its ack was not confirmed; a redelivery will be counted as a duplicate",
+			"message_id", p.MessageID, "err", err)
+	}
+	w.metrics.latency.WithLabelValues(string(t)).Observe(time.Since(start).Seconds())
+	if inserted {
+		w.metrics.count(t, outcomeStored, 1)
+	} else {
+		w.metrics.count(t, outcomeDuplicate, 1)
+	}
+}

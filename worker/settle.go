@@ -1,0 +1,212 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/messaging"
+	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/storage"
+)
+
+// action is what happens to a message whose processing failed.
+type action int
+
+const (
+	// retry: NakWithDelay from the back-off schedule; the delivery counts.
+	retry action = iota
+	// deadLetter: copy to TELEMETRY_DLQ with the reason, then Term.
+	deadLetter
+	// hold: keep the message, extend its ack deadline and retry in place;
+	// deliveries are not burned while the deployment is being fixed.
+	hold
+)
+
+// decide maps a failure to an action: the one place where error kinds
+// become acknowledgement decisions.
+//
+//   - Invalid (and TooLarge, Unsupported): the message can never succeed →
+//     dead-letter at once.
+//   - Misconfigured (Rekognition access denied or collection missing, schema
+//     not migrated, permission denied): no message can succeed until an
+//     operator acts, and blaming the messages would dead-letter the whole
+//     fleet → hold.
+//   - Unavailable, and anything else (Internal): transient as far as we can
+//     tell → retry with back-off, and dead-letter once MaxDeliver deliveries
+//     are used up (the server would stop delivering it anyway).
+func decide(err error, delivered uint64, maxDeliver int) (action, string) {
+	switch ierr.KindOf(err) {
+	case ierr.Invalid, ierr.TooLarge, ierr.Unsupported:
+		return deadLetter, err.Error()
+	case ierr.Misconfigured:
+		return hold, ""
+	}
+	if delivered >= uint64(maxDeliver) {
+		return deadLetter, fmt.Sprintf("exhausted %d deliveries: %v", delivered, err)
+	}
+	return retry, ""
+}
+
+// backoff is the redelivery delay after a message's n-th delivery failed.
+func backoff(schedule []time.Duration, n uint64) time.Duration {
+	i := int(min(n, uint64(len(schedule)))) - 1
+	return schedule[max(i, 0)]
+}
+
+// settle answers a message whose processing failed with cause, and reports
+// the retry delay when the message will come back (0 when it was
+// dead-lettered, which deadLetter logs). A hold that reaches settle (the
+// worker is stopping) is retried with a delay.
+func (w *worker) settle(ctx context.Context, t models.Type, msg jetstream.Msg, cause error) time.Duration {
+	delivered := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		delivered = md.NumDelivered
+	}
+	act, reason := decide(cause, delivered, w.cfg.Topology.MaxDeliver)
+	if act == deadLetter && w.deadLetter(ctx, t, msg, delivered, reason) {
+		return 0
+	}
+	return w.nak(t, msg, delivered)
+}
+
+func (w *worker) nak(t models.Type, msg jetstream.Msg, delivered uint64) time.Duration {
+	w.metrics.count(t, outcomeRetried, 1)
+	delay := backoff(w.cfg.RetryBackoff, delivered)
+	if err := msg.NakWithDelay(delay); err != nil {
+		// Without the nak the server redelivers after AckWait: slower, still safe.
+		w.log.Debug("nak not sent", "type", t, "err", err)
+	}
+	return delay
+}
+
+// deadLetter copies msg to the DLQ, terminates it and audits it. When the
+// copy fails it reports false and the caller retries the message instead: it
+// is never terminated without its copy.
+func (w *worker) deadLetter(ctx context.Context, t models.Type, msg jetstream.Msg, delivered uint64, reason string) bool {
+	var seq uint64
+	if md, err := msg.Metadata(); err == nil {
+		seq = md.Sequence.Stream
+	}
+	if err := messaging.DeadLetter(ctx, w.js, t, msg, reason); err != nil {
+		w.log.Error("dead-lettering failed; the message will be retried", "type", t, "stream_seq", seq, "err", err)
+		return false
+	}
+	w.metrics.count(t, outcomeDeadLettered, 1)
+	w.log.Warn("message dead-lettered", "type", t, "stream_seq", seq, "deliveries", delivered, "reason", reason)
+	w.auditDeadLetter(ctx, t, msg.Data(), reason, seq, delivered)
+	return true
+}
+
+// auditDeadLetter writes the message.dead_lettered audit row, best effort:
+// the dead letter itself (with its reason) is already safe in the DLQ.
+func (w *worker) auditDeadLetter(ctx context.Context, t models.Type, data []byte, reason string, seq, delivered uint64) {
+	// The message failed validation, so read what can be read of it.
+	var partial struct {
+		MessageID string `json:"message_id"`
+		Actor     string `json:"actor"`
+		DeviceID  string `json:"device_id"`
+	}
+	_ = json.Unmarshal(data, &partial)
+	e := storage.AuditEntry{
+		Actor:    "worker", // the API key name, when the message names one
+		Action:   storage.ActionDeadLettered,
+		Resource: string(t),
+		Details: map[string]any{
+			"reason":          reason,
+			"subject":         t.Subject(),
+			"stream_sequence": seq,
+			"deliveries":      delivered,
+		},
+	}
+	if partial.Actor != "" && len(partial.Actor) <= 128 {
+		e.Actor = partial.Actor
+	}
+	if id, err := uuid.Parse(partial.MessageID); err == nil {
+		e.MessageID = id
+	}
+	if id, msg := models.NormalizeDeviceID(partial.DeviceID); msg == "" {
+		e.Details["device_id"] = id
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := w.store.Audit(actx, e); err != nil {
+		w.log.Warn("dead-letter audit row not written", "type", t, "stream_seq", seq, "err", err)
+	}
+}
+
+// attempt runs fn, and while it fails with a Misconfigured error holds msgs
+// (extending their ack deadline with InProgress) and retries it with
+// back-off, until it succeeds, fails otherwise, or ctx (the soft stop) is
+// done. Each try runs under work (the hard stop, which outlives ctx by
+// ShutdownTimeout so that work under way when the worker stops can finish),
+// bounded by AckWait: work beyond it is redelivered elsewhere anyway.
+func (w *worker) attempt(ctx, work context.Context, t models.Type, msgs []jetstream.Msg, fn func(context.Context) error) error {
+	var heldSince time.Time
+	defer func() {
+		if !heldSince.IsZero() {
+			w.metrics.paused.WithLabelValues(string(t)).Sub(float64(len(msgs)))
+		}
+	}()
+	for try := uint64(1); ; try++ {
+		actx, cancel := context.WithTimeout(work, w.cfg.Topology.AckWait)
+		err := fn(actx)
+		cancel()
+		act, _ := decide(err, 1, w.cfg.Topology.MaxDeliver)
+		held := err != nil && act == hold
+		if !held || ctx.Err() != nil {
+			if !heldSince.IsZero() && !held {
+				w.log.Info("processing resumed", "type", t, "held_for", time.Since(heldSince).Round(time.Millisecond))
+			}
+			return err
+		}
+		if heldSince.IsZero() {
+			heldSince = time.Now()
+			w.metrics.paused.WithLabelValues(string(t)).Add(float64(len(msgs)))
+			w.log.Error("processing paused: a dependency is misconfigured; messages are held and retried, not dead-lettered",
+				"type", t, "messages", len(msgs), "err", err)
+		} else {
+			w.log.Debug("still misconfigured", "type", t, "try", try, "err", err)
+		}
+		if !w.waitInProgress(ctx, msgs, backoff(w.cfg.RetryBackoff, try)) {
+			return err
+		}
+	}
+}
+
+// waitInProgress waits d, telling the server every third of AckWait that
+// msgs are still being worked on. It reports false when ctx ends first.
+func (w *worker) waitInProgress(ctx context.Context, msgs []jetstream.Msg, d time.Duration) bool {
+	every := w.cfg.Topology.AckWait / 3
+	deadline := time.Now().Add(d)
+	for {
+		for _, m := range msgs {
+			if err := m.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+				w.log.Debug("in-progress not sent", "err", err)
+			}
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return true
+		}
+		t := time.NewTimer(min(left, every))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// settleContext bounds the answers (ack, nak, dead letter) sent after
+// processing; work is the hard-stop context.
+func settleContext(work context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(work, 10*time.Second)
+}
