@@ -1,0 +1,149 @@
+package devstack
+
+import (
+	"bytes"
+	"encoding/base64"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mapEnv(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadKeysGeneratesOnceAndKeeps(t *testing.T) {
+	dir := t.TempDir()
+	k1, err := loadKeys(dir, mapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(k1.encryptionKey)
+	if err != nil || len(raw) != 32 {
+		t.Fatalf("ENCRYPTION_KEY %q is not base64 of 32 bytes (err=%v)", k1.encryptionKey, err)
+	}
+	if want := DevKeyName + ":" + k1.devSecret + ":ingest+read"; k1.apiKeys != want || len(k1.devSecret) < 16 {
+		t.Fatalf("API_KEYS = %q, want %q with a secret of >= 16 chars", k1.apiKeys, want)
+	}
+	for _, f := range []string{"encryption.key", "dev-api-key"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s mode = %v, want 0600", f, fi.Mode().Perm())
+		}
+	}
+
+	k2, err := loadKeys(dir, mapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k2 != k1 {
+		t.Fatalf("keys changed between runs: %+v then %+v", k1, k2)
+	}
+}
+
+func TestLoadKeysLeavesEnvironmentValuesAlone(t *testing.T) {
+	dir := t.TempDir()
+	k, err := loadKeys(dir, mapEnv(map[string]string{
+		"API_KEYS":        "me:0123456789abcdef0123:ingest",
+		"ENCRYPTION_KEYS": "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32)),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k != (keys{}) {
+		t.Fatalf("keys = %+v, want none generated", k)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 0 {
+		t.Fatalf("files written although the environment had the keys: %v", entries)
+	}
+}
+
+func TestOverlay(t *testing.T) {
+	base := mapEnv(map[string]string{"A": "base", "B": "base", "C": "base"})
+	get := overlay(base, map[string]string{"A": "dev", "B": ""})
+	for name, want := range map[string]string{"A": "dev", "B": "base", "C": "base", "D": ""} {
+		if got := get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+}
+
+func TestAWSConfigured(t *testing.T) {
+	t.Setenv("HOME", t.TempDir()) // no ~/.aws here
+	if awsConfigured(mapEnv(nil)) {
+		t.Fatal("configured with an empty environment and no ~/.aws")
+	}
+	for _, v := range []string{"AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_ENDPOINT_URL_REKOGNITION"} {
+		if !awsConfigured(mapEnv(map[string]string{v: "x"})) {
+			t.Errorf("%s set: not seen as configured", v)
+		}
+	}
+	creds := filepath.Join(t.TempDir(), "credentials")
+	os.WriteFile(creds, []byte("[default]\n"), 0o600)
+	if !awsConfigured(mapEnv(map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds})) {
+		t.Error("shared credentials file: not seen as configured")
+	}
+}
+
+func TestFreeAddrReplacesBusyPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().String()
+	got, err := freeAddr(busy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got == busy || !strings.HasPrefix(got, "127.0.0.1:") {
+		t.Fatalf("freeAddr(%s) = %s, want another port on 127.0.0.1", busy, got)
+	}
+	if err := checkListenAddr(got); err != nil {
+		t.Fatalf("returned address is not free: %v", err)
+	}
+}
+
+func TestDialAddr(t *testing.T) {
+	for in, want := range map[string]string{
+		":8080":          "127.0.0.1:8080",
+		"0.0.0.0:8080":   "127.0.0.1:8080",
+		"[::]:8080":      "127.0.0.1:8080",
+		"127.0.0.1:9000": "127.0.0.1:9000",
+		"localhost:1":    "localhost:1",
+	} {
+		if got := dialAddr(in); got != want {
+			t.Errorf("dialAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestBannerHasAReadyCurlLine(t *testing.T) {
+	var buf bytes.Buffer
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	printBanner(&buf, banner{
+		apiURL: "http://127.0.0.1:8080", apiAdmin: "http://127.0.0.1:8081", workerAdmin: "http://127.0.0.1:8082",
+		natsURL: "nats://127.0.0.1:4222", natsStore: ".devstack/nats",
+		dsn:    "postgres://postgres:pw@127.0.0.1:5433/telemetry?sslmode=disable",
+		devKey: "s3cr3t-dev-key-0123", rekognition: "disabled", now: now,
+	})
+	out := buf.String()
+	for _, want := range []string{
+		"curl -i -X POST http://127.0.0.1:8080/telemetry/gps",
+		"-H 'X-API-Key: s3cr3t-dev-key-0123'",
+		`"timestamp":"2026-11-28T10:00:00Z"`,
+		"postgres://postgres:***@127.0.0.1:5433/telemetry", // status line hides the password
+		"FROM gps",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("banner lacks %q:\n%s", want, out)
+		}
+	}
+}

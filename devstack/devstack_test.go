@@ -1,0 +1,194 @@
+package devstack_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/challenge-v3/challenge-v3/devstack"
+	"github.com/challenge-v3/challenge-v3/localpg"
+)
+
+// syncBuffer is a bytes.Buffer safe for the stack's writer and the test's
+// reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	port, err := localpg.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+// runStack runs the dev stack as `make run` does, on free ports, with its
+// state in dir, until stop is called; it returns the banner.
+func runStack(t *testing.T, dir string) (banner string, stop func()) {
+	t.Helper()
+	out := &syncBuffer{}
+	env := map[string]string{"LOG_LEVEL": "warn", "HOME": t.TempDir()}
+	cfg := devstack.Config{
+		Dir:             dir,
+		HTTPAddr:        freeAddr(t),
+		APIAdminAddr:    freeAddr(t),
+		WorkerAdminAddr: freeAddr(t),
+		NATSPort:        0,
+		PGPort:          0,
+		Getenv:          func(k string) string { return env[k] },
+		Out:             out,
+		LogOutput:       io.Discard,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- devstack.Run(ctx, cfg) }()
+
+	deadline := time.After(2 * time.Minute)
+	for !strings.Contains(out.String(), "curl -i") {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("Run returned before the banner: %v", err)
+		case <-deadline:
+			cancel()
+			<-done
+			t.Fatal("no banner within 2 minutes")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run after cancel: %v", err)
+				}
+			case <-time.After(time.Minute):
+				t.Error("Run did not return within a minute of cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return out.String(), stop
+}
+
+var (
+	reURL = regexp.MustCompile(`curl -i -X POST (\S+)/telemetry/gps`)
+	reKey = regexp.MustCompile(`X-API-Key: ([^']+)'`)
+	reDSN = regexp.MustCompile(`psql\S* '([^']+)'`)
+)
+
+func match(t *testing.T, re *regexp.Regexp, s string) string {
+	t.Helper()
+	m := re.FindStringSubmatch(s)
+	if m == nil {
+		t.Fatalf("banner does not match %s:\n%s", re, s)
+	}
+	return m[1]
+}
+
+// TestRunThePrintedCurlStoresTheReading is what a new user does: make run,
+// paste the curl line, find the row in PostgreSQL. Then Ctrl-C and a second
+// run on the same state: same key, same data.
+func TestRunThePrintedCurlStoresTheReading(t *testing.T) {
+	dir, err := os.MkdirTemp("", "devstack-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755) // reachable by the "postgres" user when run as root
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	state := filepath.Join(dir, ".devstack")
+
+	banner, stop := runStack(t, state)
+	apiURL, key, dsn := match(t, reURL, banner), match(t, reKey, banner), match(t, reDSN, banner)
+
+	body := fmt.Sprintf(`{"device_id":"AA-BB-CC-DD-EE-01","timestamp":%q,"latitude":-23.55052,"longitude":-46.633308}`,
+		time.Now().UTC().Format(time.RFC3339))
+	req, _ := http.NewRequest(http.MethodPost, apiURL+"/telemetry/gps", strings.NewReader(body))
+	req.Header.Set("X-API-Key", key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	respBody, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /telemetry/gps = %d %s, want 202", resp.StatusCode, respBody)
+	}
+
+	waitForRow(t, dsn, "aa:bb:cc:dd:ee:01")
+	stop()
+
+	// Ctrl-C released every port and stopped the cluster.
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(apiURL, "http://"), time.Second); err == nil {
+		c.Close()
+		t.Error("API still listening after the stack stopped")
+	}
+
+	banner2, _ := runStack(t, state)
+	if key2 := match(t, reKey, banner2); key2 != key {
+		t.Errorf("dev key changed across runs: %q then %q", key, key2)
+	}
+	waitForRow(t, match(t, reDSN, banner2), "aa:bb:cc:dd:ee:01")
+	for _, f := range []string{"encryption.key", "dev-api-key", "pg/data/PG_VERSION"} {
+		if _, err := os.Stat(filepath.Join(state, f)); err != nil {
+			t.Errorf("state file: %v", err)
+		}
+	}
+}
+
+func waitForRow(t *testing.T, dsn, device string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for {
+		var lat, lon float64
+		err := conn.QueryRow(ctx, "SELECT latitude, longitude FROM gps WHERE device_id = $1", device).Scan(&lat, &lon)
+		if err == nil {
+			if lat != -23.55052 || lon != -46.633308 {
+				t.Fatalf("stored (%v, %v), want (-23.55052, -46.633308)", lat, lon)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no gps row for %s: %v", device, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
