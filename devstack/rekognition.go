@@ -5,7 +5,13 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/rekognition"
+
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/rekognitionfake"
+	"github.com/challenge-v3/challenge-v3/services"
 	"github.com/challenge-v3/challenge-v3/worker"
 )
 
@@ -31,31 +37,31 @@ func startRekognition(ctx context.Context, getenv config.Getenv) (rekognitionSet
 			describe: "AWS Rekognition, collection " + coll + " (region " + getenv("AWS_REGION") + ")"}, nil
 	}
 
-	// TODO(lead): wire the local emulator here: the integration point for
-	// package rekognitionfake. Intended shape (worker.RunWith takes the
-	// client, so no process environment has to change; the AWS SDK would not
-	// see this package's env overlay anyway):
-	//
-	//	srv := rekognitionfake.New() // loopback HTTP server speaking Rekognition's JSON protocol
-	//	client := rekognition.New(rekognition.Options{
-	//		Region:       "us-east-1",
-	//		BaseEndpoint: aws.String(srv.URL),
-	//		Credentials:  credentials.NewStaticCredentialsProvider("devstack", "devstack", ""),
-	//		Retryer:      services.NewRetryer(),
-	//	})
-	//	return rekognitionSetup{
-	//		env:        map[string]string{"REKOGNITION_COLLECTION_ID": "devstack-faces"},
-	//		workerOpts: worker.Options{Rekognition: client},
-	//		describe:   "local emulator at " + srv.URL + ", collection devstack-faces",
-	//		close:      srv.Close,
-	//	}, nil
-	//
-	// (rekognitionfake.New starts an httptest server; the emulator keeps its
-	// faces in memory, so faces indexed in one run are unknown in the next.)
-	_ = ctx
-	return rekognitionSetup{close: noop,
-		describe: "disabled (no AWS configuration; the local emulator is not wired yet)"}, nil
+	// No AWS configuration: a local emulator that speaks Rekognition's wire
+	// protocol, reached through the same SDK client code as AWS. The worker
+	// takes the client directly, because the SDK reads the real process
+	// environment, which this package's overlay does not change.
+	srv := rekognitionfake.New()
+	client, err := services.NewRekognitionClient(ctx, func(o *rekognition.Options) {
+		o.BaseEndpoint = aws.String(srv.URL)
+		o.Region = rekognitionfake.Region
+		o.Credentials = credentials.NewStaticCredentialsProvider("devstack", "devstack", "")
+	})
+	if err != nil {
+		srv.Close()
+		return rekognitionSetup{}, err
+	}
+	return rekognitionSetup{
+		env:        map[string]string{"REKOGNITION_COLLECTION_ID": emulatorCollection},
+		workerOpts: worker.Options{Rekognition: client},
+		describe: "local emulator at " + srv.URL + ", collection " + emulatorCollection +
+			" (not real face recognition: identical photos match, every other JPEG/PNG is a new face)",
+		close: srv.Close,
+	}, nil
 }
+
+// emulatorCollection is the face collection the dev stack's emulator uses.
+const emulatorCollection = "devstack-faces"
 
 // awsConfigured reports whether the standard AWS chain could find
 // credentials or an endpoint: environment credentials, a profile, web
