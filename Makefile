@@ -4,7 +4,7 @@ GO       ?= go
 BIN      ?= ./bin
 # Each fuzz target's budget in `make test` / `make fuzz`.
 FUZZTIME ?= 5s
-# -race is on: measured cost is acceptable on 2 cores (see docs/decisions-infra.md).
+# -race is on: measured cost is acceptable on 2 cores (see docs/decisions.md).
 TESTFLAGS ?= -race -count=1 -timeout 10m
 
 SHELL       := bash
