@@ -39,17 +39,27 @@ func setup(t *testing.T, topo messaging.TopologyConfig) (*testenv.NATSServer, *n
 
 func TestEnsureTopologyIsIdempotentAndUpdates(t *testing.T) {
 	topo := messaging.DefaultTopology()
-	_, _, js := setup(t, topo)
+	_, nc, js := setup(t, topo)
 	ctx := context.Background()
 
-	// A second binary starting with the same config changes nothing; one with
-	// a new limit updates the stream in place.
+	// A second binary starting with the same config changes nothing (no
+	// update advisory); one with a new limit updates the stream in place.
+	updates, err := nc.SubscribeSync("$JS.EVENT.ADVISORY.STREAM.UPDATED.>")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := messaging.EnsureTopology(ctx, js, topo); err != nil {
 		t.Fatalf("second EnsureTopology: %v", err)
+	}
+	if m, err := updates.NextMsg(300 * time.Millisecond); err == nil {
+		t.Errorf("an unchanged topology updated a stream: %s", m.Data)
 	}
 	topo.MaxBytes = 1 << 30
 	if err := messaging.EnsureTopology(ctx, js, topo); err != nil {
 		t.Fatalf("EnsureTopology with new limits: %v", err)
+	}
+	if _, err := updates.NextMsg(2 * time.Second); err != nil {
+		t.Errorf("a changed MaxBytes sent no stream update advisory: %v", err)
 	}
 
 	s, err := js.Stream(ctx, messaging.StreamName)

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -94,7 +95,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c TopologyConfi
 	for _, t := range models.Types {
 		subjects = append(subjects, t.Subject())
 	}
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "Accepted telemetry readings awaiting the worker",
 		Subjects:    subjects,
@@ -114,7 +115,7 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c TopologyConfi
 	if err != nil {
 		return translate(op+": stream "+StreamName, err)
 	}
-	_, err = js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err = ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        DLQStreamName,
 		Description: "Telemetry messages that can never be stored, with the reason",
 		Subjects:    []string{DLQSubjectPrefix + "*"},
@@ -150,6 +151,11 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c TopologyConfi
 			return translate(op+": consumer "+ConsumerName(t), err)
 		}
 	}
+	if s, err := js.Stream(ctx, "KV_"+IdempotencyKV); err == nil {
+		if cfg := s.CachedInfo().Config; cfg.MaxAge == c.DuplicateWindow && cfg.Replicas == c.Replicas {
+			return nil
+		}
+	}
 	_, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      IdempotencyKV,
 		Description: "Idempotency-Key → message id, for the dedupe window",
@@ -162,6 +168,35 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c TopologyConfi
 		return translate(op+": bucket "+IdempotencyKV, err)
 	}
 	return nil
+}
+
+// ensureStream creates the stream, or updates it when its configuration
+// differs from want. An unchanged stream is left alone: every process start
+// calls this, and a no-op update is not free (it takes the stream's locks and
+// emits an advisory; nats-server 2.10 also races a concurrent update against
+// account-info reads, nats-io/nats-server#8114).
+func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig) error {
+	if s, err := js.Stream(ctx, want.Name); err == nil && sameStream(s.CachedInfo().Config, want) {
+		return nil
+	}
+	_, err := js.CreateOrUpdateStream(ctx, want)
+	return err
+}
+
+// sameStream compares the fields EnsureTopology sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
+		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
+		limit(have.MaxBytes) == limit(want.MaxBytes) && have.MaxAge == want.MaxAge && have.MaxMsgSize == want.MaxMsgSize &&
+		have.Discard == want.Discard && have.Duplicates == want.Duplicates
+}
+
+// limit reads an unset limit (0 in a request, -1 from the server) as -1.
+func limit(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
 
 // translate maps a NATS error to the typed error callers act on.
