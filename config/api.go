@@ -207,15 +207,7 @@ func (c API) check(e *env) {
 	if c.ReadTimeout <= 0 {
 		fail("HTTP_READ_TIMEOUT", "must be positive")
 	}
-	if c.Limits.MaxFutureSkew < 0 {
-		fail("MAX_FUTURE_SKEW", "must not be negative")
-	}
-	if c.Limits.MaxPhotoBytes <= 0 || c.Limits.MaxPhotoBytes > models.DefaultLimits().MaxPhotoBytes {
-		fail("Limits.MaxPhotoBytes", "must be between 1 and %d", models.DefaultLimits().MaxPhotoBytes)
-	}
-	if err := c.Topology.Validate(); err != nil {
-		fail("STREAM_*/CONSUMER_*", "%v", err)
-	}
+	checkShared(c.Limits, c.Topology, fail)
 }
 
 // addr reads a listen address host:port (host may be empty).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/challenge-v3/challenge-v3/messaging"
+	"github.com/challenge-v3/challenge-v3/models"
 )
 
 // Getenv looks a variable up; os.Getenv in production, a map in tests.
@@ -138,4 +139,17 @@ func (e *env) topology() messaging.TopologyConfig {
 		e.fail("STREAM_*/CONSUMER_*", "%v", err)
 	}
 	return t
+}
+
+// checkShared applies the rules of the settings both binaries share.
+func checkShared(lim models.Limits, topo messaging.TopologyConfig, fail func(name, format string, args ...any)) {
+	if lim.MaxFutureSkew < 0 {
+		fail("MAX_FUTURE_SKEW", "must not be negative")
+	}
+	if max := models.DefaultLimits().MaxPhotoBytes; lim.MaxPhotoBytes <= 0 || lim.MaxPhotoBytes > max {
+		fail("Limits.MaxPhotoBytes", "must be between 1 and %d", max)
+	}
+	if err := topo.Validate(); err != nil {
+		fail("STREAM_*/CONSUMER_*", "%v", err)
+	}
 }

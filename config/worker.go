@@ -187,15 +187,7 @@ func (c Worker) check() []error {
 	if c.ShutdownTimeout <= 0 {
 		fail("SHUTDOWN_TIMEOUT", "must be positive")
 	}
-	if c.Limits.MaxFutureSkew < 0 {
-		fail("MAX_FUTURE_SKEW", "must not be negative")
-	}
-	if c.Limits.MaxPhotoBytes <= 0 || c.Limits.MaxPhotoBytes > models.DefaultLimits().MaxPhotoBytes {
-		fail("Limits.MaxPhotoBytes", "must be between 1 and %d", models.DefaultLimits().MaxPhotoBytes)
-	}
-	if err := c.Topology.Validate(); err != nil {
-		fail("STREAM_*/CONSUMER_*", "%v", err)
-	}
+	checkShared(c.Limits, c.Topology, fail)
 	return errs
 }
 

@@ -42,25 +42,17 @@ type ingest struct {
 }
 
 func (h *ingest) gyroscope(w http.ResponseWriter, r *http.Request) {
-	now, key, err := h.begin(w, r)
-	if err == nil {
-		err = requireJSON(w, r)
-	}
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	g, err := decodeJSON(w, r, JSONBodyLimit, func(body io.Reader) (models.Gyroscope, error) {
-		return models.DecodeGyroscope(body, now, h.lim)
-	})
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	h.accept(w, r, models.TypeGyroscope, key, now, &g.Meta, &g)
+	serveJSON(h, w, r, models.TypeGyroscope, models.DecodeGyroscope, func(g *models.Gyroscope) *models.Meta { return &g.Meta })
 }
 
 func (h *ingest) gps(w http.ResponseWriter, r *http.Request) {
+	serveJSON(h, w, r, models.TypeGPS, models.DecodeGPS, func(g *models.GPS) *models.Meta { return &g.Meta })
+}
+
+// serveJSON is a JSON-only reading route: the gyroscope and GPS routes
+// differ only in their decoder.
+func serveJSON[T any](h *ingest, w http.ResponseWriter, r *http.Request, t models.Type,
+	decode func(io.Reader, time.Time, models.Limits) (T, error), meta func(*T) *models.Meta) {
 	now, key, err := h.begin(w, r)
 	if err == nil {
 		err = requireJSON(w, r)
@@ -69,14 +61,14 @@ func (h *ingest) gps(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	g, err := decodeJSON(w, r, JSONBodyLimit, func(body io.Reader) (models.GPS, error) {
-		return models.DecodeGPS(body, now, h.lim)
+	v, err := decodeJSON(w, r, JSONBodyLimit, func(body io.Reader) (T, error) {
+		return decode(body, now, h.lim)
 	})
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	h.accept(w, r, models.TypeGPS, key, now, &g.Meta, &g)
+	h.accept(w, r, t, key, now, meta(&v), &v)
 }
 
 // photo takes the image as base64 inside JSON or as a multipart file.
