@@ -1,0 +1,88 @@
+package models
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var photoKeys = []string{"device_id", "timestamp", "photo"}
+
+// FuzzScanObjectMatchesEncodingJSON holds the scanner to encoding/json: on
+// every input it accepts, the general decoder must give the same fields,
+// the same field errors and the same verdict.
+func FuzzScanObjectMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"device_id":"a","timestamp":1,"photo":"/9j/"}`,
+		`{}`, ` { "photo" : "x\"y" , "photo": null } `, `{"x":[1]}`, `{"a":1}x`, `{"a":tru}`,
+		`{"device_id":"\u0061","timestamp":-1.5e3}`, `{"a":"b\u00"}`, "{\"a\":\"\x01\"}", `{"a":01}`,
+		`{"a":1,}`, `[1]`, ``, `   `, `{"photo":"data:image/png;base64,iVBORw0KGgo="}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		obj, fe, err, ok := scanObject(b, photoKeys)
+		if !ok {
+			return // left to the general decoder
+		}
+		want, wantFE, wantErr := decodeObjectStream(bytes.NewReader(b), photoKeys...)
+		if (err == nil) != (wantErr == nil) {
+			t.Fatalf("%q: scanner err = %v, encoding/json err = %v", b, err, wantErr)
+		}
+		if err != nil {
+			return
+		}
+		if !reflect.DeepEqual(fe, wantFE) {
+			t.Fatalf("%q: field errors %v, want %v", b, fe, wantFE)
+		}
+		if len(obj) != len(want) {
+			t.Fatalf("%q: fields %v, want %v", b, obj, want)
+		}
+		for k, v := range want {
+			var got, exp any
+			if json.Unmarshal(obj[k], &got) != nil || json.Unmarshal(v, &exp) != nil || !reflect.DeepEqual(got, exp) {
+				t.Fatalf("%q: field %s = %s, want %s", b, k, obj[k], v)
+			}
+		}
+	})
+}
+
+// BenchmarkDecodeObject compares the scanner with encoding/json's token
+// stream (the baseline) on a photo request of 1 MiB.
+func BenchmarkDecodeObject(b *testing.B) {
+	body := []byte(`{"device_id":"aa:bb:cc:dd:ee:ff","timestamp":"2026-11-28T10:00:00Z","photo":"` +
+		base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xFF, 0xD8, 0xFF, 0x42}, 1<<18)) + `"}`)
+	for _, c := range []struct {
+		name   string
+		decode func() error
+	}{
+		{"scanner", func() error { _, _, err := decodeObject(bytes.NewReader(body), photoKeys...); return err }},
+		{"encoding_json_baseline", func() error {
+			_, _, err := decodeObjectStream(bytes.NewReader(body), photoKeys...)
+			return err
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if err := c.decode(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func TestScanObjectLeavesNestedValuesToEncodingJSON(t *testing.T) {
+	_, _, _, ok := scanObject([]byte(`{"photo":{"a":1}}`), photoKeys)
+	if ok {
+		t.Fatal("scanner took a nested object")
+	}
+	_, fe, err := decodeObject(strings.NewReader(`{"photo":{"a":1}}`), photoKeys...)
+	if err != nil || len(fe) != 0 {
+		t.Fatalf("nested value: fe=%v err=%v (the field check reports it later)", fe, err)
+	}
+}
