@@ -480,7 +480,8 @@ func strictUnmarshal(data []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return err
 	}
-	if dec.More() {
+	// More() is false before a stray '}' or ']'; only EOF proves the end.
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("trailing data after message")
 	}
 	return nil

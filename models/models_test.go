@@ -273,6 +273,7 @@ func TestUnmarshalRejects(t *testing.T) {
 	cases := map[string][]byte{
 		"unknown field": bytes.Replace(good, []byte(`{`), []byte(`{"extra":1,`), 1),
 		"trailing":      append(append([]byte{}, good...), []byte(` {}`)...),
+		"stray brace":   append(append([]byte{}, good...), '}'),
 		"not normal id": bytes.Replace(good, []byte(`"device_id":"d"`), []byte(`"device_id":"AA-BB-CC-DD-EE-FF"`), 1),
 		"no message id": bytes.Replace(good, []byte(meta.MessageID.String()), []byte(uuid.Nil.String()), 1),
 		"no actor":      bytes.Replace(good, []byte(`"actor":"phone"`), []byte(`"actor":""`), 1),

@@ -31,6 +31,12 @@ type cacheEntry struct {
 	key     imageKey
 	faceID  string
 	expires time.Time
+	// origin is the message whose analysis filled the entry, and first that
+	// analysis: a redelivery of that same message (its insert failed after
+	// Rekognition answered) must store what Rekognition said, e.g. new_face,
+	// not a match of the photo with itself.
+	origin string
+	first  Analysis
 }
 
 func newFaceCache(maxEntries int, ttl time.Duration, now func() time.Time) *faceCache {
@@ -43,34 +49,33 @@ func newFaceCache(maxEntries int, ttl time.Duration, now func() time.Time) *face
 	}
 }
 
-// get returns the face id remembered for key ("" meaning no face) and whether
-// an unexpired entry exists.
-func (c *faceCache) get(key imageKey) (faceID string, ok bool) {
+// get returns the entry remembered for key (faceID "" meaning no face) and
+// whether an unexpired one exists.
+func (c *faceCache) get(key imageKey) (cacheEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[key]
 	if !ok {
-		return "", false
+		return cacheEntry{}, false
 	}
 	e := el.Value.(*cacheEntry)
 	if !c.now().Before(e.expires) {
 		c.order.Remove(el)
 		delete(c.items, key)
-		return "", false
+		return cacheEntry{}, false
 	}
 	c.order.MoveToFront(el)
-	return e.faceID, true
+	return *e, true
 }
 
-// put remembers faceID for key, evicting the least recently used entry when
-// the cache is full.
-func (c *faceCache) put(key imageKey, faceID string) {
+// put remembers e for key, evicting the least recently used entry when the
+// cache is full.
+func (c *faceCache) put(key imageKey, e cacheEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	expires := c.now().Add(c.ttl)
+	e.key, e.expires = key, c.now().Add(c.ttl)
 	if el, ok := c.items[key]; ok {
-		e := el.Value.(*cacheEntry)
-		e.faceID, e.expires = faceID, expires
+		*el.Value.(*cacheEntry) = e
 		c.order.MoveToFront(el)
 		return
 	}
@@ -79,7 +84,7 @@ func (c *faceCache) put(key imageKey, faceID string) {
 		c.order.Remove(oldest)
 		delete(c.items, oldest.Value.(*cacheEntry).key)
 	}
-	c.items[key] = c.order.PushFront(&cacheEntry{key: key, faceID: faceID, expires: expires})
+	c.items[key] = c.order.PushFront(&e)
 }
 
 // len reports the number of entries, expired ones not yet evicted included.

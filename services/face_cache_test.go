@@ -14,18 +14,18 @@ func TestFaceCache(t *testing.T) {
 	if _, ok := c.get(a); ok {
 		t.Fatal("empty cache: hit")
 	}
-	c.put(a, "face-a")
-	c.put(b, "") // a photo without a face is remembered too
-	if id, ok := c.get(a); !ok || id != "face-a" {
-		t.Fatalf("get(a) = %q, %v", id, ok)
+	c.put(a, cacheEntry{faceID: "face-a"})
+	c.put(b, cacheEntry{faceID: ""}) // a photo without a face is remembered too
+	if e, ok := c.get(a); !ok || e.faceID != "face-a" {
+		t.Fatalf("get(a) = %q, %v", e.faceID, ok)
 	}
-	if id, ok := c.get(b); !ok || id != "" {
-		t.Fatalf("get(b) = %q, %v; want a no-face hit", id, ok)
+	if e, ok := c.get(b); !ok || e.faceID != "" {
+		t.Fatalf("get(b) = %q, %v; want a no-face hit", e.faceID, ok)
 	}
 
 	// b was used last, so a is evicted first.
 	c.get(b)
-	c.put(d, "face-d")
+	c.put(d, cacheEntry{faceID: "face-d"})
 	if _, ok := c.get(a); ok {
 		t.Fatal("least recently used entry survived")
 	}
@@ -35,13 +35,13 @@ func TestFaceCache(t *testing.T) {
 
 	// Updating an entry refreshes its TTL and does not grow the cache.
 	now = now.Add(50 * time.Second)
-	c.put(d, "face-d2")
+	c.put(d, cacheEntry{faceID: "face-d2"})
 	now = now.Add(50 * time.Second)
 	if _, ok := c.get(b); ok {
 		t.Fatal("entry past its TTL: hit")
 	}
-	if id, ok := c.get(d); !ok || id != "face-d2" {
-		t.Fatalf("get(d) = %q, %v; want the refreshed entry", id, ok)
+	if e, ok := c.get(d); !ok || e.faceID != "face-d2" {
+		t.Fatalf("get(d) = %q, %v; want the refreshed entry", e.faceID, ok)
 	}
 	if c.len() != 1 {
 		t.Fatalf("len = %d, want 1 after the expired entry was dropped", c.len())

@@ -215,6 +215,14 @@ func (s *PhotoAnalyzerService) EnsureCollection(ctx context.Context) error {
 // is cached, so a redelivered photo neither calls again nor indexes its face
 // twice.
 func (s *PhotoAnalyzerService) Analyze(ctx context.Context, deviceID string, image []byte) (Analysis, error) {
+	return s.AnalyzeMessage(ctx, "", deviceID, image)
+}
+
+// AnalyzeMessage is Analyze for the photo of one queue message. A repeat of
+// the same message (a redelivery after its row could not be written) gets
+// the analysis its first delivery got, from the cache, instead of a match of
+// the photo with the face it was itself indexed as.
+func (s *PhotoAnalyzerService) AnalyzeMessage(ctx context.Context, messageID, deviceID string, image []byte) (Analysis, error) {
 	const op = "services.PhotoAnalyzerService.Analyze"
 	if !s.Enabled() {
 		return Analysis{Status: StatusDisabled}, nil
@@ -227,9 +235,9 @@ func (s *PhotoAnalyzerService) Analyze(ctx context.Context, deviceID string, ima
 	}
 
 	key := imageKey(sha256.Sum256(image))
-	if faceID, ok := s.cache.get(key); ok {
+	if e, ok := s.cache.get(key); ok {
 		s.metrics.cache.WithLabelValues("hit").Inc()
-		return cachedAnalysis(faceID), nil
+		return e.analysisFor(messageID), nil
 	}
 	s.metrics.cache.WithLabelValues("miss").Inc()
 	if err := ctx.Err(); err != nil {
@@ -241,10 +249,10 @@ func (s *PhotoAnalyzerService) Analyze(ctx context.Context, deviceID string, ima
 	led := false
 	ch := s.flight.DoChan(string(key[:]), func() (any, error) {
 		led = true
-		if faceID, ok := s.cache.get(key); ok { // a flight ended between our get and DoChan
-			return cachedAnalysis(faceID), nil
+		if e, ok := s.cache.get(key); ok { // a flight ended between our get and DoChan
+			return e.analysisFor(messageID), nil
 		}
-		return s.analyze(context.WithoutCancel(ctx), deviceID, image, key)
+		return s.analyze(context.WithoutCancel(ctx), messageID, deviceID, image, key)
 	})
 	select {
 	case <-ctx.Done():
@@ -261,6 +269,15 @@ func (s *PhotoAnalyzerService) Analyze(ctx context.Context, deviceID string, ima
 	}
 }
 
+// analysisFor is what a cached photo is for message messageID: the first
+// analysis for the message that filled the entry, a repeat for any other.
+func (e cacheEntry) analysisFor(messageID string) Analysis {
+	if messageID != "" && messageID == e.origin {
+		return e.first
+	}
+	return cachedAnalysis(e.faceID)
+}
+
 // cachedAnalysis is the result for a photo whose identical bytes were analysed
 // before: the same face, with similarity 100 ("" means no face).
 func cachedAnalysis(faceID string) Analysis {
@@ -272,29 +289,30 @@ func cachedAnalysis(faceID string) Analysis {
 }
 
 // analyze calls Rekognition for a photo not in the cache and caches the result.
-func (s *PhotoAnalyzerService) analyze(ctx context.Context, deviceID string, image []byte, key imageKey) (Analysis, error) {
+func (s *PhotoAnalyzerService) analyze(ctx context.Context, messageID, deviceID string, image []byte, key imageKey) (Analysis, error) {
+	remember := func(a Analysis) (Analysis, error) {
+		s.cache.put(key, cacheEntry{faceID: a.FaceID, origin: messageID, first: a})
+		return a, nil
+	}
 	match, noFace, err := s.search(ctx, image)
 	switch {
 	case err != nil:
 		return Analysis{}, err
 	case noFace:
-		s.cache.put(key, "")
-		return Analysis{Status: StatusNoFace}, nil
+		return remember(Analysis{Status: StatusNoFace})
 	case match != nil:
-		s.cache.put(key, match.faceID)
 		sim := match.similarity
-		return Analysis{Status: StatusMatched, Recognized: true, FaceID: match.faceID, Similarity: &sim}, nil
+		return remember(Analysis{Status: StatusMatched, Recognized: true, FaceID: match.faceID, Similarity: &sim})
 	}
 
 	faceID, err := s.index(ctx, deviceID, image)
 	if err != nil {
 		return Analysis{}, err
 	}
-	s.cache.put(key, faceID)
 	if faceID == "" {
-		return Analysis{Status: StatusNoFace}, nil
+		return remember(Analysis{Status: StatusNoFace})
 	}
-	return Analysis{Status: StatusNewFace, FaceID: faceID}, nil
+	return remember(Analysis{Status: StatusNewFace, FaceID: faceID})
 }
 
 type faceMatch struct {

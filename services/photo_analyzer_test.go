@@ -694,3 +694,31 @@ func TestFloat32To64(t *testing.T) {
 		t.Errorf("float32To64(99.99) = %v", got)
 	}
 }
+
+// A redelivered message (its row could not be written after Rekognition
+// answered) gets its first analysis again: new_face, not a match of the
+// photo with the face it was itself indexed as. Another message with the
+// same photo is a repeat: matched, similarity 100.
+func TestAnalyzeMessageRedeliveryKeepsFirstAnalysis(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, PhotoAnalyzerConfig{})
+	grace := fixture(t, "grace_hopper.jpg")
+	ctx := context.Background()
+
+	first, err := h.svc.AnalyzeMessage(ctx, "msg-1", testDevice, grace)
+	if err != nil || first.Status != StatusNewFace {
+		t.Fatalf("first delivery = %+v, %v; want new_face", first, err)
+	}
+	calls := h.calls()
+	again, err := h.svc.AnalyzeMessage(ctx, "msg-1", testDevice, grace)
+	if err != nil || again.Status != StatusNewFace || again.FaceID != first.FaceID || again.Recognized {
+		t.Fatalf("redelivery = %+v, %v; want the first analysis %+v", again, err, first)
+	}
+	other, err := h.svc.AnalyzeMessage(ctx, "msg-2", testDevice, grace)
+	if err != nil || other.Status != StatusMatched || other.FaceID != first.FaceID || similarity(other) != 100 {
+		t.Fatalf("another message with the same photo = %+v, %v; want matched to %s", other, err, first.FaceID)
+	}
+	if got := h.calls(); got["search"] != calls["search"] || got["index"] != calls["index"] {
+		t.Errorf("cache hits called Rekognition: %v, before %v", got, calls)
+	}
+}

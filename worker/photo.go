@@ -67,6 +67,10 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 	start := time.Now()
 	sctx, cancel := settleContext(work)
 	defer cancel()
+	// The photo may have waited in the pull buffer while others were
+	// analysed; restart its ack timer so the whole AckWait is left for it and
+	// it is not redelivered to another worker mid-analysis.
+	_ = m.InProgress()
 	v, err := models.Unmarshal(t, m.Data(), w.cfg.Limits)
 	if err != nil {
 		w.settle(sctx, t, m, err)
@@ -81,7 +85,7 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 		if err != nil || stored {
 			return err
 		}
-		a, err := w.analyzer.Analyze(actx, p.DeviceID, p.Image)
+		a, err := w.analyzer.AnalyzeMessage(actx, p.MessageID.String(), p.DeviceID, p.Image)
 		if err != nil {
 			return err
 		}

@@ -39,7 +39,9 @@ import (
 // production one; its errors are *ierr.Error (Unavailable, Invalid,
 // Misconfigured), which decide turns into retry, dead letter or hold.
 type Analyzer interface {
-	Analyze(ctx context.Context, deviceID string, image []byte) (services.Analysis, error)
+	// AnalyzeMessage analyses the photo of message messageID; a repeat of
+	// the same message gets the same answer.
+	AnalyzeMessage(ctx context.Context, messageID, deviceID string, image []byte) (services.Analysis, error)
 }
 
 // Options are dependencies the dev stack or a test may supply instead of
