@@ -36,6 +36,8 @@ type composeFileT struct {
 	Name     string             `yaml:"name"`
 	Services map[string]service `yaml:"services"`
 	Volumes  map[string]any     `yaml:"volumes"`
+	// SharedEnv holds the settings the API and the worker must agree on.
+	SharedEnv map[string]string `yaml:"x-shared-env"`
 }
 
 type service struct {
@@ -297,9 +299,15 @@ func readDotenv(t *testing.T, path string) map[string]string {
 // TestNATSConfig parses deploy/nats.conf with the NATS server's own parser
 // (the nats-server module the tests embed is the 2.10 line the image runs).
 func TestNATSConfig(t *testing.T) {
+	t.Setenv("NATS_JETSTREAM_KEY", "a-test-key-of-reasonable-length")
 	opts, err := server.ProcessConfigFile(natsConf)
 	if err != nil {
 		t.Fatalf("%s: %v", natsConf, err)
+	}
+	// Photos wait in the streams (and dead letters stay for weeks): they
+	// must be encrypted on disk like the photo table is.
+	if opts.JetStreamKey != "a-test-key-of-reasonable-length" {
+		t.Errorf("jetstream key = %q, want it from $NATS_JETSTREAM_KEY (encryption at rest)", opts.JetStreamKey)
 	}
 	if opts.MaxPayload < messaging.MaxMessageBytes {
 		t.Errorf("max_payload = %d bytes, want at least %d (8 MiB: a 5 MiB photo in base64 JSON)",
@@ -448,6 +456,26 @@ func TestDockerignoreKeepsLocalStateOut(t *testing.T) {
 	for _, want := range []string{".devstack", ".env", ".git"} {
 		if !slices.Contains(strings.Fields(string(b)), want) {
 			t.Errorf(".dockerignore lacks %s", want)
+		}
+	}
+}
+
+// The API and the worker must agree on the JetStream topology (whichever
+// starts first writes it) and on MAX_FUTURE_SKEW (the worker re-checks what
+// the API accepted): both get the same values from one block.
+func TestComposeSharedSettingsReachBothBinaries(t *testing.T) {
+	c := loadCompose(t)
+	for _, k := range []string{"MAX_FUTURE_SKEW", "NATS_REPLICAS", "STREAM_MAX_BYTES", "STREAM_MAX_AGE",
+		"STREAM_DUPLICATE_WINDOW", "DLQ_MAX_AGE", "CONSUMER_ACK_WAIT", "CONSUMER_MAX_DELIVER", "CONSUMER_MAX_ACK_PENDING"} {
+		want, ok := c.SharedEnv[k]
+		if !ok {
+			t.Errorf("x-shared-env lacks %s", k)
+			continue
+		}
+		for _, name := range []string{"api", "worker"} {
+			if got := c.Services[name].Environment[k]; got != want {
+				t.Errorf("%s: %s = %q, want the shared %q", name, k, got, want)
+			}
 		}
 	}
 }

@@ -53,7 +53,7 @@ var kinds = map[ierr.Kind]problemKind{
 	ierr.Conflict:        {http.StatusUnprocessableEntity, "idempotency-key-reused", "The Idempotency-Key was used for a different request", ""},
 	ierr.NotFound:        {http.StatusNotFound, "not-found", "Not found", ""},
 	ierr.Unavailable: {http.StatusServiceUnavailable, "service-unavailable", "The service cannot accept the reading right now",
-		"The message queue did not acknowledge the reading; nothing was accepted. Retry later with the same Idempotency-Key."},
+		"The message queue did not acknowledge the reading in time, so it may not have been accepted. Retry later with the same Idempotency-Key: a retry with the key is never stored twice."},
 	ierr.Misconfigured: {http.StatusServiceUnavailable, "service-unavailable", "The service cannot accept the reading right now",
 		"The service is misconfigured; nothing was accepted. Retry later with the same Idempotency-Key."},
 	ierr.Internal: {http.StatusInternalServerError, "internal-error", "Internal server error",
