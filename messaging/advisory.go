@@ -59,10 +59,14 @@ type Exhausted struct {
 // message a worker dead-letters itself (DeadLetter terminates it) raises no
 // advisory, and both paths use the same dedupe id, so one message never
 // gives two dead letters. Stop watching with the subscription's Drain.
-func WatchMaxDeliveries(nc *nats.Conn, js jetstream.JetStream, onDeadLetter func(Exhausted), onError func(error)) (*nats.Subscription, error) {
+//
+// stored tells whether a message's reading is in the database after all: a
+// last delivery whose transaction committed just after its ack wait ran out
+// is finished, not dead. Such a message is only removed from TELEMETRY.
+func WatchMaxDeliveries(nc *nats.Conn, js jetstream.JetStream, stored StoredFunc, onDeadLetter func(Exhausted), onError func(error)) (*nats.Subscription, error) {
 	const op = "messaging.WatchMaxDeliveries"
 	sub, err := nc.QueueSubscribe(maxDeliveriesSubject, advisoryQueue, func(m *nats.Msg) {
-		ex, err := deadLetterExhausted(js, m.Data)
+		ex, err := deadLetterExhausted(js, stored, m.Data)
 		switch {
 		case err != nil:
 			onError(err)
@@ -76,9 +80,12 @@ func WatchMaxDeliveries(nc *nats.Conn, js jetstream.JetStream, onDeadLetter func
 	return sub, nil
 }
 
+// StoredFunc reports whether the reading in a message of type t is stored.
+type StoredFunc func(ctx context.Context, t models.Type, data []byte) (bool, error)
+
 // deadLetterExhausted handles one advisory; nil, nil when there is nothing
 // to do (another consumer's advisory, a message already gone).
-func deadLetterExhausted(js jetstream.JetStream, advisory []byte) (*Exhausted, error) {
+func deadLetterExhausted(js jetstream.JetStream, stored StoredFunc, advisory []byte) (*Exhausted, error) {
 	const op = "messaging.deadLetterExhausted"
 	var adv maxDeliveriesAdvisory
 	if err := json.Unmarshal(advisory, &adv); err != nil {
@@ -101,6 +108,16 @@ func deadLetterExhausted(js jetstream.JetStream, advisory []byte) (*Exhausted, e
 		return nil, translate(op, err)
 	}
 	t := models.Type(strings.TrimPrefix(raw.Subject, models.SubjectPrefix))
+	done, err := stored(ctx, t, raw.Data)
+	if err != nil {
+		return nil, err // leave it: the next look may know better
+	}
+	if done {
+		if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, translate(op, err)
+		}
+		return nil, nil
+	}
 	reason := fmt.Sprintf("exhausted %d deliveries without an acknowledgement (consumer %s: worker crashed or exceeded the ack wait)",
 		adv.Deliveries, adv.Consumer)
 	hdr := deadLetterHeaders(raw.Header, reason, raw.Subject, adv.StreamSeq, adv.Deliveries)

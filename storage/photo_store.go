@@ -81,9 +81,7 @@ func (s *Store) InsertPhoto(ctx context.Context, p Photo) (inserted bool, err er
 // PhotoStored reports whether the photo of a message is already stored, so
 // a redelivered photo skips face analysis (which would index the face again).
 func (s *Store) PhotoStored(ctx context.Context, messageID uuid.UUID) (bool, error) {
-	var stored bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM photo WHERE message_id = $1)`, messageID).Scan(&stored)
-	return stored, translate("storage.PhotoStored", err)
+	return s.Stored(ctx, models.TypePhoto, messageID)
 }
 
 // GetPhoto reads the photo row of a message; NotFound when there is none.

@@ -17,11 +17,13 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/models"
 )
 
 // Store holds the connection pool. It is safe for concurrent use.
@@ -130,4 +132,23 @@ func pgKind(code string) ierr.Kind {
 		return ierr.Misconfigured
 	}
 	return ierr.Internal
+}
+
+// storedQuery is, per type, the query telling whether a message is stored.
+var storedQuery = map[models.Type]string{
+	models.TypeGyroscope: `SELECT EXISTS (SELECT 1 FROM gyroscope WHERE message_id = $1)`,
+	models.TypeGPS:       `SELECT EXISTS (SELECT 1 FROM gps WHERE message_id = $1)`,
+	models.TypePhoto:     `SELECT EXISTS (SELECT 1 FROM photo WHERE message_id = $1)`,
+}
+
+// Stored reports whether the reading of message messageID, of type t, is in
+// its table.
+func (s *Store) Stored(ctx context.Context, t models.Type, messageID uuid.UUID) (bool, error) {
+	q, ok := storedQuery[t]
+	if !ok {
+		return false, ierr.Errorf(ierr.Invalid, "storage.Stored", "unknown telemetry type %q", t)
+	}
+	var stored bool
+	err := s.pool.QueryRow(ctx, q, messageID).Scan(&stored)
+	return stored, translate("storage.Stored", err)
 }

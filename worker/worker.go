@@ -12,6 +12,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,7 +129,7 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	}
 	admin := newAdminServer(reg, w.ready)
 
-	sub, err := messaging.WatchMaxDeliveries(w.nc, w.js, w.onExhausted, func(err error) {
+	sub, err := messaging.WatchMaxDeliveries(w.nc, w.js, w.stored, w.onExhausted, func(err error) {
 		log.Error("dead-lettering a message whose deliveries ran out failed; it stays in TELEMETRY", "err", err)
 	})
 	if err != nil {
@@ -254,6 +255,18 @@ func (w *worker) ready(ctx context.Context) string {
 		return "database"
 	}
 	return ""
+}
+
+// stored reports whether the reading a queue message carries is in its
+// table. An undecodable message is not: it is dead-lettered.
+func (w *worker) stored(ctx context.Context, t models.Type, data []byte) (bool, error) {
+	var m struct {
+		MessageID uuid.UUID `json:"message_id"`
+	}
+	if json.Unmarshal(data, &m) != nil || m.MessageID == uuid.Nil {
+		return false, nil
+	}
+	return w.store.Stored(ctx, t, m.MessageID)
 }
 
 // onExhausted audits a message WatchMaxDeliveries dead-lettered.

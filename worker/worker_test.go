@@ -19,6 +19,7 @@ import (
 	"github.com/challenge-v3/challenge-v3/crypto"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/storage"
 	"github.com/challenge-v3/challenge-v3/testenv"
 	"github.com/challenge-v3/challenge-v3/worker"
 )
@@ -629,5 +630,54 @@ func TestMigrateCommand(t *testing.T) {
 	}
 	if err := worker.Migrate(ctx, "postgres://127.0.0.1:1/x?connect_timeout=1"); err == nil {
 		t.Fatal("migrate against no database succeeded")
+	}
+}
+
+// A last delivery whose transaction committed just after its ack wait ran
+// out is stored, not dead: when the server gives up on it, the message is
+// only removed from TELEMETRY, without a dead letter.
+func TestDeliveriesRunOutAfterTheReadingWasStored(t *testing.T) {
+	t.Parallel()
+	e := newTestEnv(t, func(c *config.Worker) {
+		c.Topology.MaxDeliver = 2
+		c.Topology.AckWait = time.Second
+		c.RecognitionTimeout = 400 * time.Millisecond
+	})
+	gps := gpsReading(12, 34)
+	e.publish(models.TypeGPS, gps)
+	ctx := context.Background()
+	cons, err := e.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(models.TypeGPS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range batch.Messages() {
+		}
+	}
+	// The late commit of the last delivery.
+	store, err := storage.Open(ctx, e.cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := storage.Migrate(ctx, store.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := store.InsertGPS(ctx, []models.GPS{gps}); err != nil || len(ids) != 1 {
+		t.Fatalf("InsertGPS = %v, %v", ids, err)
+	}
+
+	e.start(worker.Options{})
+	e.waitFor(10*time.Second, "message removed from TELEMETRY", func() bool { return e.streamMsgs() == 0 })
+	time.Sleep(200 * time.Millisecond)
+	if n := len(e.deadLetters()); n != 0 {
+		t.Fatalf("a stored reading was dead-lettered (%d dead letters)", n)
+	}
+	if a := e.audit(gps.MessageID); len(a) != 1 || a[0].Action != "gps.stored" {
+		t.Fatalf("audit rows %+v, want only gps.stored", a)
 	}
 }
