@@ -3,6 +3,7 @@ package messaging_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -251,8 +252,6 @@ func TestDeadLetterCopiesThenTerminates(t *testing.T) {
 	if err := messaging.DeadLetter(ctx, js, models.TypeGPS, msg, "invalid JSON"); err != nil {
 		t.Fatal(err)
 	}
-	// A second dead-lettering of the same delivery (crash before Term) adds no copy.
-	_ = messaging.DeadLetter(ctx, js, models.TypeGPS, msg, "invalid JSON")
 
 	dlq, err := js.Stream(ctx, messaging.DLQStreamName)
 	if err != nil {
@@ -298,4 +297,53 @@ func streamMsgs(t *testing.T, js jetstream.JetStream, name string) uint64 {
 		t.Fatal(err)
 	}
 	return info.State.Msgs
+}
+
+// A worker that crashed after copying a message to the DLQ but before
+// terminating it gets the message again; dead-lettering it again leaves one
+// dead letter, not two.
+func TestDeadLetterAfterACrashBeforeTermKeepsOneCopy(t *testing.T) {
+	topo := messaging.DefaultTopology()
+	topo.AckWait = time.Second
+	_, _, js := setup(t, topo)
+	ctx := context.Background()
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: models.TypeGPS.Subject(), Data: []byte("not json"),
+		Header: nats.Header{jetstream.MsgIDHeader: []string{"poison-2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(models.TypeGPS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := func() jetstream.Msg {
+		t.Helper()
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := <-batch.Messages()
+		if m == nil {
+			t.Fatal("no message delivered")
+		}
+		return m
+	}
+	// First delivery: the copy reaches the DLQ (as DeadLetter publishes it),
+	// then the worker dies before Term.
+	first := fetch()
+	md, _ := first.Metadata()
+	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: messaging.DLQSubject(models.TypeGPS), Data: first.Data(),
+		Header: nats.Header{jetstream.MsgIDHeader: []string{fmt.Sprintf("dlq-%s-%d", messaging.StreamName, md.Sequence.Stream)}}}); err != nil {
+		t.Fatal(err)
+	}
+	// Redelivered after AckWait, dead-lettered again by the next worker.
+	second := fetch()
+	if err := messaging.DeadLetter(ctx, js, models.TypeGPS, second, "invalid JSON"); err != nil {
+		t.Fatalf("DeadLetter after the crash: %v", err)
+	}
+	if n := streamMsgs(t, js, messaging.DLQStreamName); n != 1 {
+		t.Errorf("DLQ holds %d messages, want 1", n)
+	}
+	if n := streamMsgs(t, js, messaging.StreamName); n != 0 {
+		t.Errorf("TELEMETRY still holds %d messages", n)
+	}
 }
