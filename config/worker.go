@@ -204,10 +204,10 @@ func (c Worker) LogValue() slog.Value {
 		slog.String("rekognition_collection_id", c.RekognitionCollectionID),
 		slog.Float64("face_match_threshold", c.FaceMatchThreshold),
 		slog.Int("batch_size", c.BatchSize),
-		slog.Duration("batch_linger", c.BatchLinger),
+		slog.String("batch_linger", c.BatchLinger.String()), // "50ms", not nanoseconds, in JSON logs
 		slog.Int("photo_concurrency", c.PhotoConcurrency),
 		slog.Int("max_deliver", c.Topology.MaxDeliver),
-		slog.Duration("ack_wait", c.Topology.AckWait),
+		slog.String("ack_wait", c.Topology.AckWait.String()),
 	)
 }
 

@@ -92,6 +92,15 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	log.Info("worker starting", "config", cfg)
 	reg := prometheus.NewRegistry()
 	w := &worker{cfg: cfg, log: log, sealer: sealer, metrics: newMetrics(reg)}
+	// The Rekognition client next, for the same reason: missing AWS region or
+	// credentials stop the worker before it connects to anything.
+	var svc *services.PhotoAnalyzerService
+	if w.analyzer = opts.Analyzer; w.analyzer == nil {
+		if svc, err = newAnalyzer(ctx, cfg, opts.Rekognition, reg, log); err != nil {
+			return err
+		}
+		w.analyzer = svc
+	}
 
 	w.nc, err = messaging.Connect(ctx, cfg.NATSURL, "challenge-worker", cfg.NATSConnectWait)
 	if err != nil {
@@ -117,8 +126,10 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 		return err
 	}
 
-	if w.analyzer = opts.Analyzer; w.analyzer == nil {
-		if w.analyzer, err = newAnalyzer(ctx, cfg, opts.Rekognition, reg, log); err != nil {
+	if svc != nil && svc.Enabled() {
+		// Fail fast: a worker that cannot reach its collection at start-up
+		// is misconfigured, and a crash loop is the clearest signal.
+		if err := svc.EnsureCollection(ctx); err != nil {
 			return err
 		}
 	}
@@ -235,13 +246,6 @@ func newAnalyzer(ctx context.Context, cfg config.Worker, client *rekognition.Cli
 	}, reg, log)
 	if err != nil {
 		return nil, ierr.E(ierr.Misconfigured, "worker.newAnalyzer", err)
-	}
-	if svc.Enabled() {
-		// Fail fast: a worker that cannot reach its collection at start-up
-		// is misconfigured, and a crash loop is the clearest signal.
-		if err := svc.EnsureCollection(ctx); err != nil {
-			return nil, err
-		}
 	}
 	return svc, nil
 }
