@@ -185,3 +185,22 @@ func TestMultipartPhotoIsStored(t *testing.T) {
 	s.waitCount(1, `SELECT count(*) FROM photo WHERE message_id = $1 AND device_id = 'aa:bb:cc:dd:ee:ff'
 		AND content_type = 'image/png' AND size_bytes = $2 AND recognition_status = 'disabled'`, id, len(img))
 }
+
+// The largest photo the contract allows (5 MiB decoded) travels the whole
+// way, as base64 JSON: API, JetStream (8 MiB messages), Rekognition, the
+// sealed row.
+func TestLargestPhotoIsStored(t *testing.T) {
+	s := newStack(t, nil)
+	s.startWorker()
+	img := readFixture(t, "grace_hopper.jpg")
+	img = append(img, bytes.Repeat([]byte{0}, 5<<20-len(img))...) // trailing bytes after the JPEG's end
+	id := s.accept("/telemetry/photo", map[string]any{"device_id": "cam-big", "timestamp": "2026-11-28T10:00:00Z",
+		"photo": base64.StdEncoding.EncodeToString(img)})
+	s.waitCount(1, `SELECT count(*) FROM photo WHERE message_id = $1 AND size_bytes = $2
+		AND octet_length(image_ciphertext) = $2 + 28 AND recognition_status = 'new_face'`, id, 5<<20)
+	status, out := s.post("/telemetry/photo", map[string]any{"device_id": "cam-big", "timestamp": "2026-11-28T10:00:00Z",
+		"photo": base64.StdEncoding.EncodeToString(append(img, 0))}, nil)
+	if status != http.StatusRequestEntityTooLarge {
+		t.Errorf("5 MiB + 1 byte: %d %v, want 413", status, out)
+	}
+}
