@@ -3,6 +3,9 @@
 //
 //	worker          run the worker (default)
 //	worker migrate  apply the database migrations and exit (needs DATABASE_URL only)
+//	worker dlq list [-n 50]
+//	worker dlq replay SEQ [SEQ...] | -all [-n 1000]
+//	                inspect and replay dead letters (needs NATS_URL only; see dlq.go)
 package main
 
 import (
@@ -48,8 +51,10 @@ func main() {
 			os.Exit(1)
 		}
 		log.Info("database schema is up to date")
+	case "dlq":
+		os.Exit(runDLQ(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
 	default:
-		fmt.Fprintf(os.Stderr, "usage: worker [migrate]\nunknown command %q\n", cmd)
+		fmt.Fprintf(os.Stderr, "usage: worker [migrate | dlq list|replay ...]\nunknown command %q\n", cmd)
 		os.Exit(2)
 	}
 }

@@ -1,0 +1,233 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/messaging"
+)
+
+const dlqUsage = `usage:
+  worker dlq list [-n 50]              list the oldest dead letters of TELEMETRY_DLQ
+  worker dlq replay SEQ [SEQ...]       put these dead letters back on TELEMETRY
+  worker dlq replay -all [-n 1000]     replay the oldest dead letters, at most -n of them
+Needs only NATS_URL (and NATS_CONNECT_TIMEOUT) from the environment.`
+
+// Exit codes of the dlq commands.
+const (
+	exitOK    = 0
+	exitFail  = 1 // NATS unreachable, a replay failed, …
+	exitUsage = 2 // bad arguments or environment
+)
+
+// dlqCallTimeout bounds each JetStream request of the dlq commands (one
+// message fetched, published or deleted; a photo's is ~8 MiB). There is no
+// bound on a whole command: listing or replaying 1000 photos moves gigabytes.
+// Ctrl-C stops it between requests.
+const dlqCallTimeout = 30 * time.Second
+
+// runDLQ runs `worker dlq ARGS...` and returns the exit code. getenv reads
+// the environment; out gets the results, errOut the usage and errors.
+func runDLQ(ctx context.Context, args []string, getenv func(string) string, out, errOut io.Writer) int {
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(errOut, "worker dlq: "+format+"\n%s\n", append(a, dlqUsage)...)
+		return exitUsage
+	}
+	parseFailed := func(err error) int {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(out, dlqUsage)
+			return exitOK
+		}
+		return usage("%v", err)
+	}
+	if len(args) == 0 {
+		return usage("missing subcommand")
+	}
+	var run func(context.Context, jetstream.JetStream) int
+	switch sub, rest := args[0], args[1:]; sub {
+	case "list":
+		fs := newFlagSet("dlq list")
+		n := fs.Int("n", 50, "how many dead letters to list, oldest first")
+		if err := fs.Parse(rest); err != nil {
+			return parseFailed(err)
+		}
+		if fs.NArg() > 0 {
+			return usage("list takes no arguments, got %q", fs.Args())
+		}
+		if *n < 1 {
+			return usage("-n must be at least 1")
+		}
+		run = func(ctx context.Context, js jetstream.JetStream) int { return dlqList(ctx, js, *n, out, errOut) }
+	case "replay":
+		fs := newFlagSet("dlq replay")
+		all := fs.Bool("all", false, "replay the oldest dead letters, at most -n")
+		n := fs.Int("n", 1000, "with -all: at most this many")
+		if err := fs.Parse(rest); err != nil {
+			return parseFailed(err)
+		}
+		nSet := false
+		fs.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
+		switch {
+		case *all && fs.NArg() > 0:
+			return usage("give either -all or sequences, not both")
+		case !*all && fs.NArg() == 0:
+			return usage("replay needs sequences (see worker dlq list) or -all")
+		case !*all && nSet:
+			return usage("-n applies only with -all")
+		case *n < 1:
+			return usage("-n must be at least 1")
+		}
+		var seqs []uint64
+		for _, a := range fs.Args() {
+			seq, err := strconv.ParseUint(a, 10, 64)
+			if err != nil || seq == 0 {
+				return usage("%q is not a dead-letter sequence (a number from worker dlq list)", a)
+			}
+			seqs = append(seqs, seq)
+		}
+		run = func(ctx context.Context, js jetstream.JetStream) int {
+			if *all {
+				return dlqReplayAll(ctx, js, *n, out, errOut)
+			}
+			return dlqReplay(ctx, js, seqs, out, errOut)
+		}
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(out, dlqUsage)
+		return exitOK
+	default:
+		return usage("unknown subcommand %q", sub)
+	}
+
+	url, wait, err := dlqEnv(getenv)
+	if err != nil {
+		fmt.Fprintf(errOut, "worker dlq: %v\n", err)
+		return exitUsage
+	}
+	nc, err := messaging.Connect(ctx, url, "worker-dlq", wait)
+	if err != nil {
+		fmt.Fprintf(errOut, "worker dlq: %v\n", err)
+		return exitFail
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(dlqCallTimeout))
+	if err != nil {
+		fmt.Fprintf(errOut, "worker dlq: %v\n", err)
+		return exitFail
+	}
+	return run(ctx, js)
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // runDLQ prints the error and the usage once
+	return fs
+}
+
+// dlqEnv reads the two variables the dlq commands need, with the same
+// defaults as the worker.
+func dlqEnv(getenv func(string) string) (url string, wait time.Duration, err error) {
+	url = strings.TrimSpace(getenv("NATS_URL"))
+	if url == "" {
+		url = config.DefaultNATSURL
+	}
+	wait = 30 * time.Second
+	if v := strings.TrimSpace(getenv("NATS_CONNECT_TIMEOUT")); v != "" {
+		wait, err = time.ParseDuration(v)
+		if err != nil || wait < 0 {
+			return "", 0, fmt.Errorf("NATS_CONNECT_TIMEOUT: %q is not a duration such as 30s", v)
+		}
+	}
+	return url, wait, nil
+}
+
+func dlqList(ctx context.Context, js jetstream.JetStream, n int, out, errOut io.Writer) int {
+	list, err := messaging.ListDeadLetters(ctx, js, n)
+	if err != nil {
+		fmt.Fprintf(errOut, "worker dlq list: %v\n", err)
+		return exitFail
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tDEAD-LETTERED-AT\tORIGINAL-SUBJECT\tDELIVERIES\tSIZE\tREASON")
+	for _, d := range list {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\n", d.Sequence, d.DeadLetteredAt.UTC().Format(time.RFC3339),
+			oneLine(d.OriginalSubject), d.Deliveries, d.Size, oneLine(d.Reason))
+	}
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintf(errOut, "worker dlq list: %v\n", err)
+		return exitFail
+	}
+	total := uint64(len(list))
+	if s, err := js.Stream(ctx, messaging.DLQStreamName); err == nil {
+		total = max(total, s.CachedInfo().State.Msgs)
+	}
+	fmt.Fprintf(out, "%d of %d dead letters, oldest first\n", len(list), total)
+	return exitOK
+}
+
+func dlqReplay(ctx context.Context, js jetstream.JetStream, seqs []uint64, out, errOut io.Writer) int {
+	failed := 0
+	for _, seq := range seqs {
+		if err := replayOne(ctx, js, seq, out); err != nil {
+			fmt.Fprintf(errOut, "worker dlq replay %d: %v\n", seq, err)
+			failed++
+			if ierr.Is(err, ierr.Unavailable) {
+				break // NATS is down or the stream full: the rest would fail too
+			}
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(errOut, "worker dlq replay: %d of %d not replayed\n", failed, len(seqs))
+		return exitFail
+	}
+	return exitOK
+}
+
+// dlqReplayAll replays the oldest n dead letters as listed before the first
+// replay: a message that fails again while this runs is dead-lettered under
+// a new sequence and is not replayed a second time.
+func dlqReplayAll(ctx context.Context, js jetstream.JetStream, n int, out, errOut io.Writer) int {
+	list, err := messaging.ListDeadLetters(ctx, js, n)
+	if err != nil {
+		fmt.Fprintf(errOut, "worker dlq replay: %v\n", err)
+		return exitFail
+	}
+	if len(list) == 0 {
+		fmt.Fprintln(out, "no dead letters")
+		return exitOK
+	}
+	seqs := make([]uint64, 0, len(list))
+	for _, d := range list {
+		seqs = append(seqs, d.Sequence)
+	}
+	return dlqReplay(ctx, js, seqs, out, errOut)
+}
+
+func replayOne(ctx context.Context, js jetstream.JetStream, seq uint64, out io.Writer) error {
+	d, err := messaging.ReplayDeadLetter(ctx, js, seq)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "replayed %d to %s (%d bytes, was TELEMETRY sequence %d)\n", seq, d.OriginalSubject, d.Size, d.OriginalSequence)
+	return nil
+}
+
+// oneLine keeps a header value on its table row.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
