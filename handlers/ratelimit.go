@@ -51,9 +51,9 @@ func newRateLimiter(rps float64, burst, maxClients int) *rateLimiter {
 		return nil
 	}
 	rl := &rateLimiter{
-		limit:    rate.Limit(rps),
-		burst:    burst,
-		idle:     time.Duration(float64(burst) / rps * float64(time.Second)),
+		limit: rate.Limit(rps),
+		burst: burst,
+		idle:  time.Duration(float64(burst) / rps * float64(time.Second)),
 		// Rounded up: a shard must hold at least one client, and a cap
 		// under the shard count would otherwise be silently raised.
 		perShard: max(1, (maxClients+limiterShards-1)/limiterShards),
