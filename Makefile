@@ -16,6 +16,8 @@ SHELL       := bash
 test: vet unit fuzz
 
 vet:
+	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.devstack/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
 unit:
