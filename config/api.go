@@ -74,6 +74,11 @@ type API struct {
 	// MaxTrackedIPs caps the rate limiter's memory: past it the least
 	// recently seen client's bucket is dropped.
 	MaxTrackedIPs int
+	// PhotoMaxInFlight bounds the photo uploads handled at once (each holds
+	// up to ~20 MB while it is read, decoded and published); past it the
+	// API sheds load with 503 instead of running out of memory. 0 means
+	// DefaultPhotoMaxInFlight.
+	PhotoMaxInFlight int
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 
@@ -97,16 +102,18 @@ type API struct {
 
 // Defaults of the API configuration.
 const (
-	DefaultAPIHTTPAddr     = ":8080"
-	DefaultAPIAdminAddr    = ":8081"
-	DefaultNATSURL         = "nats://127.0.0.1:4222"
-	DefaultRateLimitRPS    = 10
-	DefaultRateLimitBurst  = 20
-	DefaultMaxTrackedIPs   = 100_000
-	DefaultReadTimeout     = 60 * time.Second
-	DefaultPublishTimeout  = 3 * time.Second
-	DefaultRequestTimeout  = 10 * time.Second
-	DefaultShutdownTimeout = 25 * time.Second
+	DefaultAPIHTTPAddr    = ":8080"
+	DefaultAPIAdminAddr   = ":8081"
+	DefaultNATSURL        = "nats://127.0.0.1:4222"
+	DefaultRateLimitRPS   = 10
+	DefaultRateLimitBurst = 20
+	DefaultMaxTrackedIPs  = 100_000
+	// DefaultPhotoMaxInFlight keeps photo uploads under ~1 GB of memory.
+	DefaultPhotoMaxInFlight = 48
+	DefaultReadTimeout      = 60 * time.Second
+	DefaultPublishTimeout   = 3 * time.Second
+	DefaultRequestTimeout   = 10 * time.Second
+	DefaultShutdownTimeout  = 25 * time.Second
 )
 
 // LoadAPI reads the API configuration from the environment and validates it
@@ -116,22 +123,23 @@ func LoadAPI(getenv Getenv) (API, error) {
 	lim := models.DefaultLimits()
 	lim.MaxFutureSkew = e.duration("MAX_FUTURE_SKEW", lim.MaxFutureSkew, 0)
 	c := API{
-		HTTPAddr:        e.addr("HTTP_ADDR", DefaultAPIHTTPAddr),
-		AdminAddr:       e.addr("ADMIN_ADDR", DefaultAPIAdminAddr),
-		NATSURL:         e.natsURL("NATS_URL", DefaultNATSURL),
-		NATSConnectWait: e.duration("NATS_CONNECT_TIMEOUT", 30*time.Second, 0),
-		APIKeys:         e.apiKeys("API_KEYS"),
-		RateLimitRPS:    e.float("RATE_LIMIT_RPS", DefaultRateLimitRPS, 0, 1e6),
-		RateLimitBurst:  e.int("RATE_LIMIT_BURST", DefaultRateLimitBurst, 1, 1_000_000),
-		MaxTrackedIPs:   e.int("RATE_LIMIT_MAX_CLIENTS", DefaultMaxTrackedIPs, 1, 100_000_000),
-		TrustedProxies:  e.prefixes("TRUSTED_PROXIES"),
-		LogLevel:        e.logLevel(),
-		ReadTimeout:     e.duration("HTTP_READ_TIMEOUT", DefaultReadTimeout, time.Second),
-		PublishTimeout:  e.duration("PUBLISH_TIMEOUT", DefaultPublishTimeout, 10*time.Millisecond),
-		RequestTimeout:  e.duration("REQUEST_TIMEOUT", DefaultRequestTimeout, 10*time.Millisecond),
-		ShutdownTimeout: e.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second),
-		Limits:          lim,
-		Topology:        e.topology(),
+		HTTPAddr:         e.addr("HTTP_ADDR", DefaultAPIHTTPAddr),
+		AdminAddr:        e.addr("ADMIN_ADDR", DefaultAPIAdminAddr),
+		NATSURL:          e.natsURL("NATS_URL", DefaultNATSURL),
+		NATSConnectWait:  e.duration("NATS_CONNECT_TIMEOUT", 30*time.Second, 0),
+		APIKeys:          e.apiKeys("API_KEYS"),
+		RateLimitRPS:     e.float("RATE_LIMIT_RPS", DefaultRateLimitRPS, 0, 1e6),
+		RateLimitBurst:   e.int("RATE_LIMIT_BURST", DefaultRateLimitBurst, 1, 1_000_000),
+		MaxTrackedIPs:    e.int("RATE_LIMIT_MAX_CLIENTS", DefaultMaxTrackedIPs, 1, 100_000_000),
+		PhotoMaxInFlight: e.int("PHOTO_MAX_INFLIGHT", DefaultPhotoMaxInFlight, 1, 100_000),
+		TrustedProxies:   e.prefixes("TRUSTED_PROXIES"),
+		LogLevel:         e.logLevel(),
+		ReadTimeout:      e.duration("HTTP_READ_TIMEOUT", DefaultReadTimeout, time.Second),
+		PublishTimeout:   e.duration("PUBLISH_TIMEOUT", DefaultPublishTimeout, 10*time.Millisecond),
+		RequestTimeout:   e.duration("REQUEST_TIMEOUT", DefaultRequestTimeout, 10*time.Millisecond),
+		ShutdownTimeout:  e.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second),
+		Limits:           lim,
+		Topology:         e.topology(),
 	}
 	c.check(e)
 	if err := e.err(); err != nil {
@@ -191,6 +199,9 @@ func (c API) check(e *env) {
 	}
 	if c.RateLimitRPS > 0 && c.RateLimitBurst < 1 {
 		fail("RATE_LIMIT_BURST", "must be at least 1")
+	}
+	if c.PhotoMaxInFlight < 0 {
+		fail("PHOTO_MAX_INFLIGHT", "must be at least 1")
 	}
 	if c.MaxTrackedIPs < 1 {
 		fail("RATE_LIMIT_MAX_CLIENTS", "must be at least 1")

@@ -137,3 +137,21 @@ func fieldProblem(kind ierr.Kind, field, msg string) error {
 	}
 	return e
 }
+
+// overloadRetryAfter is the wait suggested when photo uploads are shed: a
+// slot frees as soon as one upload in progress finishes.
+const overloadRetryAfter = 2
+
+// writeOverloaded sheds a photo upload when limit of them are in progress,
+// before its body is read: the API stays within its memory instead of
+// failing for everyone.
+func writeOverloaded(w http.ResponseWriter, r *http.Request, limit int) {
+	w.Header().Set("Retry-After", strconv.Itoa(overloadRetryAfter))
+	w.Header().Set("Connection", "close") // the body is not read
+	writeProblem(w, r, Problem{
+		Type:   ProblemTypeBase + "overloaded",
+		Title:  "Too many photo uploads in progress",
+		Status: http.StatusServiceUnavailable,
+		Detail: "The server is handling " + strconv.Itoa(limit) + " photo uploads; nothing was read or accepted. Retry after a moment with the same Idempotency-Key.",
+	})
+}

@@ -34,7 +34,12 @@ func New(cfg config.API, pub publisher, reg prometheus.Registerer, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	ing := &ingest{pub: pub, lim: cfg.Limits, m: m, requestTimeout: cfg.RequestTimeout}
+	photoSlots := cfg.PhotoMaxInFlight
+	if photoSlots <= 0 {
+		photoSlots = config.DefaultPhotoMaxInFlight
+	}
+	ing := &ingest{pub: pub, lim: cfg.Limits, m: m, requestTimeout: cfg.RequestTimeout,
+		photoSlots: make(chan struct{}, photoSlots)}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc(RouteGyroscope, ing.gyroscope)

@@ -39,6 +39,9 @@ type ingest struct {
 	lim            models.Limits
 	m              *metrics
 	requestTimeout time.Duration
+	// photoSlots bounds the photo uploads in progress (memory): a full
+	// channel means the next photo is refused before its body is read.
+	photoSlots chan struct{}
 }
 
 func (h *ingest) gyroscope(w http.ResponseWriter, r *http.Request) {
@@ -73,6 +76,13 @@ func serveJSON[T any](h *ingest, w http.ResponseWriter, r *http.Request, t model
 
 // photo takes the image as base64 inside JSON or as a multipart file.
 func (h *ingest) photo(w http.ResponseWriter, r *http.Request) {
+	select {
+	case h.photoSlots <- struct{}{}:
+		defer func() { <-h.photoSlots }()
+	default:
+		writeOverloaded(w, r, cap(h.photoSlots))
+		return
+	}
 	now, key, err := h.begin(w, r)
 	if err != nil {
 		writeError(w, r, err)
