@@ -204,3 +204,52 @@ func TestLargestPhotoIsStored(t *testing.T) {
 		t.Errorf("5 MiB + 1 byte: %d %v, want 413", status, out)
 	}
 }
+
+// Competing workers share the queues: every reading is stored exactly once
+// whichever worker takes it.
+func TestTwoWorkersStoreEachReadingOnce(t *testing.T) {
+	s := newStack(t, nil)
+	s.startWorker()
+	s.startWorker()
+	const n = 600
+	for i := range n {
+		body := map[string]any{"device_id": fmt.Sprintf("dev-%d", i%7), "timestamp": 1764324000 + i, "x": i, "y": -i, "z": 0.5}
+		s.accept("/telemetry/gyroscope", body)
+	}
+	s.waitCount(n, `SELECT count(*) FROM gyroscope`)
+	s.waitCount(n, `SELECT count(*) FROM audit_log WHERE action = 'gyroscope.stored'`)
+	time.Sleep(300 * time.Millisecond)
+	if c := s.count(`SELECT count(*) FROM gyroscope`); c != n {
+		t.Errorf("gyroscope holds %d rows, want %d", c, n)
+	}
+}
+
+// NATS restarts under a running system: readings accepted before and after
+// are all stored, once; the API and the worker reconnect on their own.
+func TestNATSRestartLosesNothing(t *testing.T) {
+	s := newStack(t, nil)
+	s.startWorker()
+	post := func(from, to int) {
+		for i := from; i < to; i++ {
+			s.accept("/telemetry/gps", map[string]any{"device_id": "truck-9", "timestamp": 1764324000 + i,
+				"latitude": 10, "longitude": float64(i % 180)})
+		}
+	}
+	post(0, 100)
+	s.waitCount(100, `SELECT count(*) FROM gps`)
+
+	s.nats.Restart(t)
+	// The API answers 503 until its connection is back, then 202 again.
+	s.eventually("API accepting after the restart", func() (bool, string) {
+		status, out := s.post("/telemetry/gps", map[string]any{"device_id": "probe", "timestamp": 1764324000,
+			"latitude": 0, "longitude": 0}, map[string]string{"Idempotency-Key": "probe-after-restart"})
+		return status == http.StatusAccepted, fmt.Sprint(status, out)
+	})
+	post(100, 200)
+	s.waitCount(200, `SELECT count(*) FROM gps WHERE device_id = 'truck-9'`)
+	s.waitCount(1, `SELECT count(*) FROM gps WHERE device_id = 'probe'`)
+	time.Sleep(300 * time.Millisecond)
+	if c := s.count(`SELECT count(*) FROM gps`); c != 201 {
+		t.Errorf("gps holds %d rows, want 201", c)
+	}
+}

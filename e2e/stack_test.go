@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,16 +42,15 @@ const (
 
 // stack is one running system.
 type stack struct {
-	t       *testing.T
-	nats    *testenv.NATSServer
-	dsn     string
-	db      *pgxpool.Pool
-	js      jetstream.JetStream
-	fake    *rekognitionfake.Server
-	apiURL  string
-	env     map[string]string
-	worker  context.CancelFunc
-	workerW sync.WaitGroup
+	t      *testing.T
+	nats   *testenv.NATSServer
+	dsn    string
+	db     *pgxpool.Pool
+	js     jetstream.JetStream
+	fake   *rekognitionfake.Server
+	apiURL string
+	env    map[string]string
+	worker func() // stops the worker started last
 }
 
 // newStack starts NATS, PostgreSQL, the Rekognition emulator and the API.
@@ -135,11 +133,7 @@ func (s *stack) startWorker() {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	s.workerW.Add(1)
-	go func() {
-		defer s.workerW.Done()
-		errc <- worker.RunWith(ctx, cfg, quietLog(), worker.Options{Rekognition: client})
-	}()
+	go func() { errc <- worker.RunWith(ctx, cfg, quietLog(), worker.Options{Rekognition: client}) }()
 	stopped := false
 	s.worker = func() {
 		if stopped {
@@ -147,7 +141,6 @@ func (s *stack) startWorker() {
 		}
 		stopped = true
 		cancel()
-		s.workerW.Wait()
 		if err := <-errc; err != nil {
 			s.t.Errorf("worker: %v", err)
 		}
