@@ -58,7 +58,10 @@ type stack struct {
 // it is down. extra overrides environment variables of both binaries.
 func newStack(t *testing.T, extra map[string]string) *stack {
 	t.Helper()
-	s := &stack{t: t, nats: testenv.NATS(t), dsn: testenv.Postgres(t), fake: rekognitionfake.New()}
+	s := &stack{t: t, nats: testenv.NATS(t), dsn: extra["DATABASE_URL"], fake: rekognitionfake.New()}
+	if s.dsn == "" {
+		s.dsn = testenv.Postgres(t)
+	}
 	t.Cleanup(s.fake.Close)
 	s.env = map[string]string{
 		"HTTP_ADDR":                 "127.0.0.1:0",
