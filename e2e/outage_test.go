@@ -33,7 +33,9 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 	if err := pg.CreateDatabase(ctx, "telemetry"); err != nil {
 		t.Fatal(err)
 	}
-	s := newStack(t, map[string]string{"DATABASE_URL": pg.DSN("telemetry"), "RETRY_BACKOFF": "200ms,400ms,800ms"})
+	s := newStack(t, map[string]string{"DATABASE_URL": pg.DSN("telemetry"), "RETRY_BACKOFF": "200ms,400ms,800ms",
+		// A slow restart on a busy machine must not exhaust the deliveries.
+		"CONSUMER_MAX_DELIVER": "100"})
 	s.startWorker()
 
 	post := func(from, to int) {

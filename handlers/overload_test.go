@@ -27,6 +27,8 @@ func TestPhotoUploadsBeyondTheLimitAreShed(t *testing.T) {
 	_, _ = fw.Write(jpegFixture)
 	_ = mw.Close()
 	pr, pw := io.Pipe()
+	// If the test fails early, end the upload so the server can close.
+	t.Cleanup(func() { pw.CloseWithError(io.ErrUnexpectedEOF) })
 	slow := make(chan *http.Response, 1)
 	go func() {
 		req, _ := http.NewRequest(http.MethodPost, s.srv.URL+"/telemetry/photo", pr)

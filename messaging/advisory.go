@@ -108,11 +108,11 @@ func deadLetterExhausted(js jetstream.JetStream, stored StoredFunc, advisory []b
 		return nil, translate(op, err)
 	}
 	t := models.Type(strings.TrimPrefix(raw.Subject, models.SubjectPrefix))
-	done, err := stored(ctx, t, raw.Data)
-	if err != nil {
-		return nil, err // leave it: the next look may know better
-	}
-	if done {
+	// The server announces an exhausted message once: if the database cannot
+	// say whether the reading is stored, dead-letter it anyway (a replay of a
+	// stored reading is harmless, message_id is unique) rather than leave it
+	// in TELEMETRY where nothing will ever look at it again.
+	if done, err := stored(ctx, t, raw.Data); err == nil && done {
 		if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil, translate(op, err)
 		}

@@ -76,7 +76,7 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]
 // Replaying is safe. The worker stores each message_id (in the body) once,
 // so a message whose reading was in fact stored is only counted as a
 // duplicate. The replay is published with Nats-Msg-Id
-// replay-TELEMETRY_DLQ-<seq>, so a replay repeated within the duplicate
+// ReplayMsgID(seq, stored), so a replay repeated within the duplicate
 // window (two operators, or a retry after the delete failed) puts it on
 // TELEMETRY once. A dead letter that is gone is a NotFound error; one whose
 // Dlq-Original-Subject is not a telemetry subject is refused as Invalid.
@@ -108,7 +108,7 @@ func ReplayDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (
 		hdr[k] = v
 	}
 	_, err = js.PublishMsg(ctx, &nats.Msg{Subject: info.OriginalSubject, Header: hdr, Data: raw.Data},
-		jetstream.WithMsgID(replayMsgIDPrefix+strconv.FormatUint(seq, 10)),
+		jetstream.WithMsgID(ReplayMsgID(seq, raw.Time)),
 		jetstream.WithExpectStream(StreamName))
 	if err != nil {
 		return info, translate(fmt.Sprintf("%s: dead letter %d: publishing to %s", op, seq, info.OriginalSubject), err)
@@ -162,4 +162,11 @@ func telemetrySubjects() []string {
 
 func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// ReplayMsgID is the Nats-Msg-Id of the replay of dead letter seq, stored in
+// the DLQ at stored: the time tells apart dead letters of a DLQ stream that
+// was deleted and recreated (its sequences start again at 1).
+func ReplayMsgID(seq uint64, stored time.Time) string {
+	return replayMsgIDPrefix + strconv.FormatUint(seq, 10) + "-" + strconv.FormatInt(stored.UnixNano(), 10)
 }

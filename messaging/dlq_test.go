@@ -110,13 +110,13 @@ func TestListAndReplayDeadLetters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Sequence != 2 || info.OriginalSubject != "telemetry.gyroscope" {
+	if info.Sequence != 2 || info.OriginalSubject != "telemetry.gyroscope" || info.DeadLetteredAt.IsZero() {
 		t.Errorf("replay returned %+v", info)
 	}
 	m := fetchOne(t, js, models.TypeGyroscope)
 	h := m.Headers()
 	if m.Subject() != "telemetry.gyroscope" || string(m.Data()) != `{"x":1}` || h.Get("Trace-Id") != "trace-gyro-1" ||
-		h.Get(jetstream.MsgIDHeader) != "replay-TELEMETRY_DLQ-2" {
+		!strings.HasPrefix(h.Get(jetstream.MsgIDHeader), "replay-TELEMETRY_DLQ-2-") {
 		t.Errorf("replayed message = %s %q headers %v", m.Subject(), m.Data(), h)
 	}
 	for k := range h {
@@ -158,9 +158,17 @@ func TestReplayDeadLetterIsDeduplicated(t *testing.T) {
 	_, _, js := setup(t, messaging.DefaultTopology())
 	ctx := context.Background()
 	deadLetter(t, js, models.TypeGPS, "gps-1", []byte("not json"), "invalid JSON")
+	dlq, err := js.Stream(ctx, messaging.DLQStreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := dlq.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// An earlier replay of dead letter 1 reached TELEMETRY; its delete did not happen.
 	if _, err := js.PublishMsg(ctx, &nats.Msg{Subject: models.TypeGPS.Subject(), Data: []byte("not json")},
-		jetstream.WithMsgID("replay-TELEMETRY_DLQ-1")); err != nil {
+		jetstream.WithMsgID(messaging.ReplayMsgID(1, raw.Time))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := messaging.ReplayDeadLetter(ctx, js, 1); err != nil {
