@@ -46,7 +46,7 @@ func TestPhotoRecognitionNewFaceThenCachedMatch(t *testing.T) {
 	if first.status != "new_face" || first.recognized || first.faceID == nil || first.similarity != nil {
 		t.Fatalf("first photo = %+v, want new_face with a face id", first)
 	}
-	if got := s.fake.Faces(collection); len(got) != 1 || got[0].FaceID != *first.faceID || got[0].ExternalImageID != "cam-1" {
+	if got := s.fake.Faces(collection); len(got) != 1 || got[0].FaceID != *first.faceID || !strings.HasPrefix(got[0].ExternalImageID, "cam-1:") {
 		t.Fatalf("collection holds %+v, want the one new face for cam-1", got)
 	}
 	searches, indexes := s.fake.Calls(rekognitionfake.OpSearchFacesByImage), s.fake.Calls(rekognitionfake.OpIndexFaces)

@@ -263,6 +263,11 @@ func (s *PhotoAnalyzerService) AnalyzeMessage(ctx context.Context, messageID, de
 		}
 		a := r.Val.(Analysis)
 		if !led && a.FaceID != "" {
+			// A follower is a repeat of the leader's photo, unless it is the
+			// same message retried while the analysis was still running.
+			if e, ok := s.cache.get(key); ok {
+				return e.analysisFor(messageID), nil
+			}
 			a = cachedAnalysis(a.FaceID)
 		}
 		return a, nil
@@ -300,12 +305,17 @@ func (s *PhotoAnalyzerService) analyze(ctx context.Context, messageID, deviceID 
 		return Analysis{}, err
 	case noFace:
 		return remember(Analysis{Status: StatusNoFace})
+	case match != nil && messageID != "" && strings.HasSuffix(match.externalImageID, ":"+messageID):
+		// The face was indexed from this very message by an earlier delivery
+		// whose row was never written (possibly on another worker): it is
+		// this photo's own new face, not a recognition.
+		return remember(Analysis{Status: StatusNewFace, FaceID: match.faceID})
 	case match != nil:
 		sim := match.similarity
 		return remember(Analysis{Status: StatusMatched, Recognized: true, FaceID: match.faceID, Similarity: &sim})
 	}
 
-	faceID, err := s.index(ctx, deviceID, image)
+	faceID, err := s.index(ctx, messageID, deviceID, image)
 	if err != nil {
 		return Analysis{}, err
 	}
@@ -316,8 +326,9 @@ func (s *PhotoAnalyzerService) analyze(ctx context.Context, messageID, deviceID 
 }
 
 type faceMatch struct {
-	faceID     string
-	similarity float64
+	faceID          string
+	similarity      float64
+	externalImageID string
 }
 
 // search looks the photo's largest face up in the collection. It reports
@@ -350,7 +361,7 @@ func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (match 
 			continue
 		}
 		if sim := float32To64(*m.Similarity); sim >= s.cfg.MatchThreshold {
-			return &faceMatch{faceID: *m.Face.FaceId, similarity: sim}, false, nil
+			return &faceMatch{faceID: *m.Face.FaceId, similarity: sim, externalImageID: aws.ToString(m.Face.ExternalImageId)}, false, nil
 		}
 	}
 	return nil, false, nil
@@ -358,14 +369,14 @@ func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (match 
 
 // index adds the photo's largest face to the collection and returns its face
 // id, or "" when Rekognition found no face good enough to index.
-func (s *PhotoAnalyzerService) index(ctx context.Context, deviceID string, image []byte) (string, error) {
+func (s *PhotoAnalyzerService) index(ctx context.Context, messageID, deviceID string, image []byte) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	start := time.Now()
 	out, err := s.client.IndexFaces(ctx, &rekognition.IndexFacesInput{
 		CollectionId:    aws.String(s.cfg.CollectionID),
 		Image:           &types.Image{Bytes: image},
-		ExternalImageId: aws.String(ExternalImageID(deviceID)),
+		ExternalImageId: aws.String(faceTag(deviceID, messageID)),
 		MaxFaces:        aws.Int32(1),
 		// AUTO: keep blurred, dark or tiny faces out of the collection, where
 		// they would produce false matches for every later photo.
@@ -427,6 +438,21 @@ func ExternalImageID(deviceID string) string {
 		return "unknown"
 	}
 	return b.String()
+}
+
+// faceTag is the ExternalImageId of a face indexed from the photo of message
+// messageID: the device id, then ":" and the message id, so that a
+// redelivery of the same message recognises the face as its own.
+func faceTag(deviceID, messageID string) string {
+	dev := ExternalImageID(deviceID)
+	if messageID == "" {
+		return dev
+	}
+	const maxLen = 255
+	if max := maxLen - 1 - len(messageID); len(dev) > max {
+		dev = dev[:max]
+	}
+	return dev + ":" + ExternalImageID(messageID)
 }
 
 // float32To64 widens a similarity without float32 noise: 97.5 stays 97.5 and

@@ -8,6 +8,7 @@ import (
 	_ "image/jpeg"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -720,5 +721,50 @@ func TestAnalyzeMessageRedeliveryKeepsFirstAnalysis(t *testing.T) {
 	}
 	if got := h.calls(); got["search"] != calls["search"] || got["index"] != calls["index"] {
 		t.Errorf("cache hits called Rekognition: %v, before %v", got, calls)
+	}
+}
+
+// The same message redelivered to another worker (no shared cache): the face
+// its first delivery indexed is recognised as its own by the ExternalImageId
+// suffix, so the row says new_face, and nothing is indexed twice.
+func TestAnalyzeMessageOnAnotherWorkerKeepsNewFace(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, PhotoAnalyzerConfig{})
+	_, other := h.newService(t, PhotoAnalyzerConfig{CollectionID: h.svc.cfg.CollectionID})
+	grace := fixture(t, "grace_hopper.jpg")
+	ctx := context.Background()
+	const msg = "0192f5c4-0000-7000-8000-000000000001"
+
+	first, err := h.svc.AnalyzeMessage(ctx, msg, "cam-1", grace)
+	if err != nil || first.Status != StatusNewFace {
+		t.Fatalf("first delivery = %+v, %v", first, err)
+	}
+	if faces := h.fake.Faces(h.svc.cfg.CollectionID); len(faces) != 1 || faces[0].ExternalImageID != "cam-1:"+msg {
+		t.Fatalf("indexed faces %+v, want ExternalImageId cam-1:%s", faces, msg)
+	}
+	again, err := other.AnalyzeMessage(ctx, msg, "cam-1", grace)
+	if err != nil || again.Status != StatusNewFace || again.FaceID != first.FaceID || again.Recognized || again.Similarity != nil {
+		t.Fatalf("redelivery on another worker = %+v, %v; want new_face %s", again, err, first.FaceID)
+	}
+	stranger, err := other.AnalyzeMessage(ctx, "0192f5c4-0000-7000-8000-000000000002", "cam-2", grace)
+	if err != nil || stranger.Status != StatusMatched || stranger.FaceID != first.FaceID {
+		t.Fatalf("another message with the photo = %+v, %v; want matched", stranger, err)
+	}
+	if n := len(h.fake.Faces(h.svc.cfg.CollectionID)); n != 1 {
+		t.Errorf("%d faces indexed, want 1", n)
+	}
+}
+
+func TestFaceTag(t *testing.T) {
+	const id = "0192f5c4-0000-7000-8000-000000000001"
+	if got := faceTag("00:0a:95:9d:68:16", id); got != "00:0a:95:9d:68:16:"+id {
+		t.Errorf("faceTag = %q", got)
+	}
+	long := strings.Repeat("d", 300)
+	if got := faceTag(long, id); len(got) != 255 || !strings.HasSuffix(got, ":"+id) {
+		t.Errorf("faceTag of a long id = %d bytes %q", len(got), got[len(got)-40:])
+	}
+	if got := faceTag("cam", ""); got != "cam" {
+		t.Errorf("faceTag without a message = %q", got)
 	}
 }
