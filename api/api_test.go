@@ -125,15 +125,7 @@ func gpsBody() string {
 
 func jsFor(t *testing.T, url string) jetstream.JetStream {
 	t.Helper()
-	nc, err := messaging.Connect(context.Background(), url, "api-test-reader", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testenv.JetStream(t, url)
 	return js
 }
 

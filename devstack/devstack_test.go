@@ -1,7 +1,6 @@
 package devstack_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -19,26 +18,8 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/devstack"
 	"github.com/challenge-v3/challenge-v3/localpg"
+	"github.com/challenge-v3/challenge-v3/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the stack's writer and the test's
-// reader.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -53,7 +34,7 @@ func freeAddr(t *testing.T) string {
 // state in dir, until stop is called; it returns the banner.
 func runStack(t *testing.T, dir string) (banner string, stop func()) {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &testenv.LogBuffer{}
 	env := map[string]string{"LOG_LEVEL": "warn", "HOME": t.TempDir()}
 	cfg := devstack.Config{
 		Dir:             dir,

@@ -20,7 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/rekognition"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/challenge-v3/challenge-v3/api"
@@ -101,14 +100,7 @@ func newStack(t *testing.T, extra map[string]string) *stack {
 	})
 	s.apiURL = "http://" + srv.Addr()
 
-	nc, err := nats.Connect(s.nats.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if s.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	_, s.js = testenv.JetStream(t, s.nats.URL)
 	if s.db, err = pgxpool.New(context.Background(), s.dsn); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -59,25 +57,8 @@ type stack struct {
 	srv  *httptest.Server
 	h    http.Handler
 	reg  *prometheus.Registry
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 	cfg  config.API
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newStack(t testing.TB, mutate func(*config.API)) *stack {
@@ -91,15 +72,7 @@ func newStack(t testing.TB, mutate func(*config.API)) *stack {
 	}
 	ns := testenv.NATS(t)
 	ctx := context.Background()
-	nc, err := messaging.Connect(ctx, ns.URL, "handlers-test", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := testenv.JetStream(t, ns.URL)
 	if err := messaging.EnsureTopology(ctx, js, cfg.Topology); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +81,7 @@ func newStack(t testing.TB, mutate func(*config.API)) *stack {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	h, err := New(cfg, pub, reg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

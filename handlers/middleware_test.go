@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/testenv"
 )
 
 func gpsBody() string {
@@ -309,7 +310,7 @@ func TestPanicBecomes500(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	h := chain(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }),
 		func(next http.Handler) http.Handler {
 			return requestLog(slog.New(slog.NewJSONHandler(logs, nil)), func(*http.Request) string { return "test" },

@@ -23,15 +23,7 @@ func setup(t *testing.T, topo messaging.TopologyConfig) (*testenv.NATSServer, *n
 	t.Helper()
 	ns := testenv.NATS(t)
 	ctx := context.Background()
-	nc, err := messaging.Connect(ctx, ns.URL, "messaging-test", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := testenv.JetStream(t, ns.URL)
 	if err := messaging.EnsureTopology(ctx, js, topo); err != nil {
 		t.Fatal(err)
 	}

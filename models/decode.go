@@ -237,14 +237,7 @@ func scanObject(b []byte, allowed []string) (obj object, fe fieldErrors, err err
 			if !ok {
 				return nil, nil, nil, false
 			}
-			switch {
-			case !contains(allowed, key):
-				fe.add(key, "is not a known field")
-			case obj[key] != nil:
-				fe.add(key, "appears more than once")
-			default:
-				obj[key] = raw
-			}
+			obj.put(key, raw, allowed, &fe)
 			s.ws()
 			c := s.peek()
 			s.i++
@@ -358,14 +351,7 @@ func decodeObjectStream(r io.Reader, allowed ...string) (object, fieldErrors, er
 		if err := dec.Decode(&raw); err != nil {
 			return nil, nil, bodyErr(err)
 		}
-		switch {
-		case !contains(allowed, key):
-			fe.add(key, "is not a known field")
-		case obj[key] != nil:
-			fe.add(key, "appears more than once")
-		default:
-			obj[key] = raw
-		}
+		obj.put(key, raw, allowed, &fe)
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
 		return nil, nil, bodyErr(err)
@@ -390,6 +376,19 @@ func bodyErr(err error) error {
 	}
 	// A read error (e.g. *http.MaxBytesError): keep it for the HTTP layer.
 	return fmt.Errorf("reading body: %w", err)
+}
+
+// put records one member of the object: an unknown or repeated key is a
+// field error, not a value.
+func (o object) put(key string, raw []byte, allowed []string, fe *fieldErrors) {
+	switch {
+	case !contains(allowed, key):
+		fe.add(key, "is not a known field")
+	case o[key] != nil:
+		fe.add(key, "appears more than once")
+	default:
+		o[key] = raw
+	}
 }
 
 func contains(list []string, s string) bool {

@@ -78,12 +78,6 @@ func (s *Store) InsertPhoto(ctx context.Context, p Photo) (inserted bool, err er
 	return true, nil
 }
 
-// PhotoStored reports whether the photo of a message is already stored, so
-// a redelivered photo skips face analysis (which would index the face again).
-func (s *Store) PhotoStored(ctx context.Context, messageID uuid.UUID) (bool, error) {
-	return s.Stored(ctx, models.TypePhoto, messageID)
-}
-
 // GetPhoto reads the photo row of a message; NotFound when there is none.
 // Meta.Actor is left empty (it lives in the audit log).
 func (s *Store) GetPhoto(ctx context.Context, messageID uuid.UUID) (Photo, error) {

@@ -314,9 +314,9 @@ func TestInsertPhoto(t *testing.T) {
 			t.Fatalf("insert %d: inserted=%v err=%v, want %v", i+1, inserted, err, want)
 		}
 	}
-	stored, err := st.PhotoStored(ctx, p.MessageID)
+	stored, err := st.Stored(ctx, models.TypePhoto, p.MessageID)
 	if err != nil || !stored {
-		t.Fatalf("PhotoStored = %v, %v", stored, err)
+		t.Fatalf("Stored = %v, %v", stored, err)
 	}
 	got, err := st.GetPhoto(ctx, p.MessageID)
 	if err != nil {
@@ -339,8 +339,8 @@ func TestInsertPhoto(t *testing.T) {
 	if _, err := st.GetPhoto(ctx, uuid.New()); !ierr.Is(err, ierr.NotFound) {
 		t.Fatalf("GetPhoto of an unknown message: %v", err)
 	}
-	if stored, err := st.PhotoStored(ctx, uuid.New()); err != nil || stored {
-		t.Fatalf("PhotoStored of an unknown message = %v, %v", stored, err)
+	if stored, err := st.Stored(ctx, models.TypePhoto, uuid.New()); err != nil || stored {
+		t.Fatalf("Stored of an unknown message = %v, %v", stored, err)
 	}
 	if n := orphans(t, st); n != 0 {
 		t.Fatalf("%d orphans", n)

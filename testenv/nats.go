@@ -9,6 +9,7 @@
 package testenv
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"sync"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/challenge-v3/challenge-v3/messaging"
 )
@@ -115,4 +118,20 @@ func (ns *NATSServer) start(t testing.TB) {
 		t.Fatalf("testenv: NATS server on %s:%d not ready within 10 s", opts.Host, opts.Port)
 	}
 	ns.srv = srv
+}
+
+// JetStream connects to url the way the binaries do (messaging.Connect) and
+// returns the connection and its JetStream context, closed in t.Cleanup.
+func JetStream(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := messaging.Connect(context.Background(), url, "test-"+t.Name(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return nc, js
 }

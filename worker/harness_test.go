@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -39,7 +38,7 @@ type testEnv struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	db   *pgxpool.Pool
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 }
 
 func newTestEnv(t *testing.T, configure ...func(*config.Worker)) *testEnv {
@@ -79,17 +78,11 @@ func newTestEnv(t *testing.T, configure ...func(*config.Worker)) *testEnv {
 	for _, f := range configure {
 		f(&cfg)
 	}
-	e := &testEnv{t: t, cfg: cfg, nats: ns, logs: &syncBuffer{}}
+	e := &testEnv{t: t, cfg: cfg, nats: ns, logs: &testenv.LogBuffer{}}
 	ctx := context.Background()
 	// The API creates the topology when it starts first; readings can then
 	// wait in the stream for a worker.
-	if e.nc, err = nats.Connect(ns.URL); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.nc.Close)
-	if e.js, err = jetstream.New(e.nc); err != nil {
-		t.Fatal(err)
-	}
+	e.nc, e.js = testenv.JetStream(t, ns.URL)
 	if err := messaging.EnsureTopology(ctx, e.js, cfg.Topology); err != nil {
 		t.Fatal(err)
 	}
@@ -332,23 +325,6 @@ func photoReading(img []byte) models.Photo {
 		panic(err)
 	}
 	return models.Photo{Meta: meta("device-42"), ContentType: ct, Image: img}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -81,7 +81,7 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 	err = w.attempt(ctx, work, t, []jetstream.Msg{m}, func(actx context.Context) error {
 		// A redelivered photo that was stored is not analysed again: indexing
 		// the same face twice would give the person two face ids.
-		stored, err := w.store.PhotoStored(actx, p.MessageID)
+		stored, err := w.store.Stored(actx, t, p.MessageID)
 		if err != nil || stored {
 			return err
 		}

@@ -556,37 +556,8 @@ func TestRefusesToStartWithoutAValidKey(t *testing.T) {
 
 func TestDeliveriesRunOutWithoutAnswerAreDeadLettered(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, func(c *config.Worker) {
-		c.Topology.MaxDeliver = 2
-		c.Topology.AckWait = time.Second
-		c.RecognitionTimeout = 400 * time.Millisecond
-	})
 	gps := gpsReading(45, 45)
-	e.publish(models.TypeGPS, gps)
-
-	// Two workers take the message and die without answering.
-	ctx := context.Background()
-	cons, err := e.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(models.TypeGPS))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 1; i <= 2; i++ {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			md, _ := m.Metadata()
-			if md.NumDelivered != uint64(i) {
-				t.Fatalf("delivery %d reported as %d", i, md.NumDelivered)
-			}
-			n++
-		}
-		if n != 1 {
-			t.Fatalf("delivery %d: got %d messages", i, n)
-		}
-	}
+	e := newExhaustedEnv(t, gps)
 	// A worker is running when the server gives up on the message.
 	e.start(worker.Options{})
 	e.waitFor(10*time.Second, "dead letter", func() bool { return len(e.deadLetters()) == 1 })
@@ -638,26 +609,9 @@ func TestMigrateCommand(t *testing.T) {
 // only removed from TELEMETRY, without a dead letter.
 func TestDeliveriesRunOutAfterTheReadingWasStored(t *testing.T) {
 	t.Parallel()
-	e := newTestEnv(t, func(c *config.Worker) {
-		c.Topology.MaxDeliver = 2
-		c.Topology.AckWait = time.Second
-		c.RecognitionTimeout = 400 * time.Millisecond
-	})
 	gps := gpsReading(12, 34)
-	e.publish(models.TypeGPS, gps)
+	e := newExhaustedEnv(t, gps)
 	ctx := context.Background()
-	cons, err := e.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(models.TypeGPS))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for range batch.Messages() {
-		}
-	}
 	// The late commit of the last delivery.
 	store, err := storage.Open(ctx, e.cfg.DatabaseURL)
 	if err != nil {
@@ -680,4 +634,39 @@ func TestDeliveriesRunOutAfterTheReadingWasStored(t *testing.T) {
 	if a := e.audit(gps.MessageID); len(a) != 1 || a[0].Action != "gps.stored" {
 		t.Fatalf("audit rows %+v, want only gps.stored", a)
 	}
+}
+
+// newExhaustedEnv publishes gps to a queue allowing two deliveries of one
+// second each, and lets two "workers" take it and die without answering:
+// the server is about to give up on it (no worker runs yet).
+func newExhaustedEnv(t *testing.T, gps models.GPS) *testEnv {
+	t.Helper()
+	e := newTestEnv(t, func(c *config.Worker) {
+		c.Topology.MaxDeliver = 2
+		c.Topology.AckWait = time.Second
+		c.RecognitionTimeout = 400 * time.Millisecond
+	})
+	e.publish(models.TypeGPS, gps)
+	cons, err := e.js.Consumer(context.Background(), messaging.StreamName, messaging.ConsumerName(models.TypeGPS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(3*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			md, _ := m.Metadata()
+			if md.NumDelivered != uint64(i) {
+				t.Fatalf("delivery %d reported as %d", i, md.NumDelivered)
+			}
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("delivery %d: got %d messages", i, n)
+		}
+	}
+	return e
 }

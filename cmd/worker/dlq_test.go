@@ -5,10 +5,8 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
@@ -59,15 +57,7 @@ func TestDLQCommandUsage(t *testing.T) {
 func TestDLQCommandListAndReplay(t *testing.T) {
 	ns := testenv.NATS(t)
 	ctx := context.Background()
-	nc, err := messaging.Connect(ctx, ns.URL, "dlq-test", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testenv.JetStream(t, ns.URL)
 	if err := messaging.EnsureTopology(ctx, js, messaging.DefaultTopology()); err != nil {
 		t.Fatal(err)
 	}
