@@ -18,9 +18,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
-	"github.com/challenge-v3/challenge-v3/testenv"
 )
 
 const secret = "api-test-secret-0123456789"

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/challenge-v3/challenge-v3/localpg"
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
 )
 
 // PostgreSQL goes down under a running system: the API keeps accepting

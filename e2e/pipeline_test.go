@@ -16,7 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/challenge-v3/challenge-v3/crypto"
-	"github.com/challenge-v3/challenge-v3/localpg"
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
 )
 
 // Each endpoint: 202, then the exact values are in their table with one

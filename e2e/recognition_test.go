@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
 	"github.com/challenge-v3/challenge-v3/messaging"
-	"github.com/challenge-v3/challenge-v3/rekognitionfake"
 )
 
 func photoBody(device string, img []byte) map[string]any {

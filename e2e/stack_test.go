@@ -24,9 +24,9 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/api"
 	"github.com/challenge-v3/challenge-v3/config"
-	"github.com/challenge-v3/challenge-v3/rekognitionfake"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/services"
-	"github.com/challenge-v3/challenge-v3/testenv"
 	"github.com/challenge-v3/challenge-v3/worker"
 )
 

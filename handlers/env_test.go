@@ -16,9 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
-	"github.com/challenge-v3/challenge-v3/testenv"
 )
 
 const (

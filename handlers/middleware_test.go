@@ -15,7 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/challenge-v3/challenge-v3/config"
-	"github.com/challenge-v3/challenge-v3/testenv"
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 )
 
 func gpsBody() string {

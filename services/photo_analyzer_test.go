@@ -21,7 +21,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
-	"github.com/challenge-v3/challenge-v3/rekognitionfake"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
 )
 
 const (

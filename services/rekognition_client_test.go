@@ -8,7 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/rekognition"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
-	"github.com/challenge-v3/challenge-v3/rekognitionfake"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
 )
 
 // isolateAWSEnv clears the AWS configuration a developer's machine may have,

@@ -15,9 +15,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/models"
 	"github.com/challenge-v3/challenge-v3/storage"
-	"github.com/challenge-v3/challenge-v3/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

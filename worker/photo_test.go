@@ -11,9 +11,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/rekognition"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
-	"github.com/challenge-v3/challenge-v3/rekognitionfake"
 	"github.com/challenge-v3/challenge-v3/services"
 	"github.com/challenge-v3/challenge-v3/worker"
 )

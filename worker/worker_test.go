@@ -17,10 +17,10 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/config"
 	"github.com/challenge-v3/challenge-v3/crypto"
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 	"github.com/challenge-v3/challenge-v3/storage"
-	"github.com/challenge-v3/challenge-v3/testenv"
 	"github.com/challenge-v3/challenge-v3/worker"
 )
 

@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/challenge-v3/challenge-v3/devstack"
+	"github.com/challenge-v3/challenge-v3/internal/devstack"
 )
 
 func main() {

@@ -8,9 +8,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
-	"github.com/challenge-v3/challenge-v3/testenv"
 )
 
 func dlqCmd(t *testing.T, env map[string]string, args ...string) (code int, stdout, stderr string) {

@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/rekognition/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/challenge-v3/challenge-v3/rekognitionfake"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
 )
 
 func fixture(t *testing.T, name string) []byte {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/challenge-v3/challenge-v3/localpg"
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
 )
 
 // waitHTTP polls url until it answers 200, ctx ends, or timeout (0: none)

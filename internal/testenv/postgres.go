@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/challenge-v3/challenge-v3/localpg"
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
 )
 
 // EnvDatabaseURL names an existing PostgreSQL server (any database on it,

@@ -16,9 +16,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/challenge-v3/challenge-v3/devstack"
-	"github.com/challenge-v3/challenge-v3/localpg"
-	"github.com/challenge-v3/challenge-v3/testenv"
+	"github.com/challenge-v3/challenge-v3/internal/devstack"
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 )
 
 func freeAddr(t *testing.T) string {

@@ -26,7 +26,7 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/api"
 	"github.com/challenge-v3/challenge-v3/config"
-	"github.com/challenge-v3/challenge-v3/localpg"
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
 	"github.com/challenge-v3/challenge-v3/worker"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/challenge-v3/challenge-v3/localpg"
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
 )
 
 // sharedTempDir returns a directory the "postgres" OS user can reach when

@@ -10,7 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/rekognition"
 
 	"github.com/challenge-v3/challenge-v3/config"
-	"github.com/challenge-v3/challenge-v3/rekognitionfake"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
 	"github.com/challenge-v3/challenge-v3/services"
 	"github.com/challenge-v3/challenge-v3/worker"
 )

@@ -14,8 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/challenge-v3/challenge-v3/localpg"
-	"github.com/challenge-v3/challenge-v3/testenv"
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
