@@ -25,7 +25,7 @@ import (
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "faces", name))
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "faces", name))
 	if err != nil {
 		t.Fatalf("read fixture: %v", err)
 	}
