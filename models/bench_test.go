@@ -29,3 +29,29 @@ func BenchmarkDecodePhotoJSON(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeGPS decodes a GPS request, the most frequent one.
+func BenchmarkDecodeGPS(b *testing.B) {
+	body := []byte(`{"device_id":"AA-BB-CC-DD-EE-FF","timestamp":"2026-11-28T10:00:00Z","latitude":-23.55052,"longitude":-46.633308}`)
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := models.DecodeGPS(bytes.NewReader(body), now, models.DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkUnmarshalGPS decodes and re-validates a GPS queue message, what
+// the worker does for every reading of a batch.
+func BenchmarkUnmarshalGPS(b *testing.B) {
+	data := []byte(`{"message_id":"019ac9f0-0000-7000-8000-000000000000","actor":"fleet-app","received_at":"2026-11-28T10:00:00Z","device_id":"aa:bb:cc:dd:ee:ff","recorded_at":"2026-11-28T10:00:00Z","latitude":-23.55052,"longitude":-46.633308}`)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := models.Unmarshal(models.TypeGPS, data, models.DefaultLimits()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
