@@ -3,10 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/challenge-v3/challenge-v3/crypto"
 	"github.com/challenge-v3/challenge-v3/messaging"
@@ -34,6 +31,13 @@ type Worker struct {
 	FaceMatchThreshold float64
 	// AWSRegion overrides the region of the standard AWS configuration.
 	AWSRegion string
+	// RekognitionEndpoint (AWS_ENDPOINT_URL_REKOGNITION) points the client at
+	// an emulator or a test server; "" leaves the standard endpoint.
+	RekognitionEndpoint string
+	// AWSCredentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+	// AWS_SESSION_TOKEN) are used when complete; otherwise the standard AWS
+	// chain finds credentials. Never logged.
+	AWSCredentials AWSCredentials
 	// RecognitionTimeout bounds each Rekognition operation, SDK retries included.
 	RecognitionTimeout time.Duration
 	// CacheEntries and CacheTTL bound the in-memory cache of analysis results.
@@ -83,28 +87,24 @@ func LoadWorker(getenv Getenv) (Worker, error) {
 	c := Worker{
 		AdminAddr:               e.addr("ADMIN_ADDR", DefaultWorkerAdminAddr),
 		NATSURL:                 e.natsURL("NATS_URL", DefaultNATSURL),
-		NATSConnectWait:         e.duration("NATS_CONNECT_TIMEOUT", 30*time.Second, 0),
-		DatabaseURL:             e.required("DATABASE_URL"),
-		RekognitionCollectionID: e.str("REKOGNITION_COLLECTION_ID", ""),
+		NATSConnectWait:         e.duration("NATS_CONNECT_TIMEOUT", DefaultNATSConnectTimeout, 0),
+		DatabaseURL:             e.databaseURL("DATABASE_URL"),
+		RekognitionCollectionID: e.collectionID("REKOGNITION_COLLECTION_ID"),
 		FaceMatchThreshold:      e.float("FACE_MATCH_THRESHOLD", DefaultFaceMatchThreshold, 0, 100),
 		AWSRegion:               e.str("AWS_REGION", ""),
+		RekognitionEndpoint:     e.rekognitionEndpoint(),
+		AWSCredentials:          e.awsCredentials(),
 		RecognitionTimeout:      e.duration("RECOGNITION_TIMEOUT", DefaultRecognitionTimeout, 100*time.Millisecond),
 		CacheEntries:            e.int("RECOGNITION_CACHE_ENTRIES", DefaultRecognitionCacheEntries, 1, 10_000_000),
 		CacheTTL:                e.duration("RECOGNITION_CACHE_TTL", DefaultRecognitionCacheTTL, time.Second),
 		BatchSize:               e.int("BATCH_SIZE", DefaultBatchSize, 1, maxBatchSize),
 		BatchLinger:             e.duration("BATCH_LINGER", DefaultBatchLinger, time.Millisecond),
 		PhotoConcurrency:        e.int("PHOTO_CONCURRENCY", DefaultPhotoConcurrency, 1, maxPhotoConcurrency),
-		RetryBackoff:            e.durations("RETRY_BACKOFF", defaultRetryBackoff),
+		RetryBackoff:            e.durations("RETRY_BACKOFF", defaultRetryBackoff, maxRetryBackoffEntries),
 		Limits:                  lim,
 		Topology:                e.topology(),
 		LogLevel:                e.logLevel(),
 		ShutdownTimeout:         e.duration("SHUTDOWN_TIMEOUT", DefaultWorkerShutdownTimeout, time.Second),
-	}
-	if c.DatabaseURL != "" {
-		if _, err := pgx.ParseConfig(c.DatabaseURL); err != nil {
-			// The parse error may quote the DSN; name the variable only.
-			e.fail("DATABASE_URL", "is not a valid PostgreSQL URL or key=value connection string")
-		}
 	}
 	keys, err := crypto.ParseKeys(getenv("ENCRYPTION_KEYS"), getenv("ENCRYPTION_KEY"))
 	if err != nil {
@@ -146,6 +146,11 @@ func (c Worker) check() []error {
 		fail("ENCRYPTION_KEYS", "at least one key is required (photos are never stored unencrypted)")
 	} else if _, err := crypto.NewSealer(c.EncryptionKeys); err != nil {
 		fail("ENCRYPTION_KEYS", "%v", err)
+	}
+	if c.RekognitionCollectionID != "" {
+		if err := CheckCollectionID(c.RekognitionCollectionID); err != nil {
+			fail("REKOGNITION_COLLECTION_ID", "%v", err)
+		}
 	}
 	if !(c.FaceMatchThreshold > 0 && c.FaceMatchThreshold <= 100) {
 		fail("FACE_MATCH_THRESHOLD", "must be greater than 0 and at most 100")
@@ -209,31 +214,4 @@ func (c Worker) LogValue() slog.Value {
 		slog.Int("max_deliver", c.Topology.MaxDeliver),
 		slog.String("ack_wait", c.Topology.AckWait.String()),
 	)
-}
-
-// durations reads a comma-separated list of durations.
-func (e *env) durations(name, def string) []time.Duration {
-	v := e.str(name, def)
-	d, err := parseDurations(v)
-	if err != nil {
-		e.fail(name, "%v, got %q", err, v)
-		d, _ = parseDurations(def)
-	}
-	return d
-}
-
-func parseDurations(s string) ([]time.Duration, error) {
-	parts := strings.Split(s, ",")
-	if len(parts) > maxRetryBackoffEntries {
-		return nil, fmt.Errorf("must list at most %d delays", maxRetryBackoffEntries)
-	}
-	out := make([]time.Duration, 0, len(parts))
-	for _, p := range parts {
-		d, err := time.ParseDuration(strings.TrimSpace(p))
-		if err != nil || d < time.Millisecond {
-			return nil, fmt.Errorf("must be a comma-separated list of durations of at least 1ms (e.g. 1s,5s,30s)")
-		}
-		out = append(out, d)
-	}
-	return out, nil
 }

@@ -133,3 +133,95 @@ func TestWorkerLogValueHidesSecrets(t *testing.T) {
 		t.Fatalf("LogValue = %s", out)
 	}
 }
+
+func TestLoadWorkerRekognitionCollectionID(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	env := map[string]string{"DATABASE_URL": "postgres://db/x", "ENCRYPTION_KEY": key}
+	for _, id := range []string{"faces/prod", "faces prod", strings.Repeat("f", 256)} {
+		env["REKOGNITION_COLLECTION_ID"] = id
+		_, err := config.LoadWorker(workerEnv(env))
+		if err == nil || !strings.Contains(err.Error(), "REKOGNITION_COLLECTION_ID: must be 1-255 characters") {
+			t.Errorf("collection id %q: err = %v, want one naming REKOGNITION_COLLECTION_ID", id, err)
+		}
+	}
+	// Reported along with the other wrong variables, not after them.
+	env["REKOGNITION_COLLECTION_ID"] = "faces/prod"
+	env["BATCH_SIZE"] = "0"
+	if _, err := config.LoadWorker(workerEnv(env)); err == nil ||
+		!strings.Contains(err.Error(), "REKOGNITION_COLLECTION_ID") || !strings.Contains(err.Error(), "BATCH_SIZE") {
+		t.Errorf("err = %v, want both variables named", err)
+	}
+	delete(env, "BATCH_SIZE")
+
+	env["REKOGNITION_COLLECTION_ID"] = "fleet-faces_v2.1"
+	c, err := config.LoadWorker(workerEnv(env))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.RekognitionCollectionID = "faces/prod"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "REKOGNITION_COLLECTION_ID") {
+		t.Errorf("Validate of a hand-built bad collection id: %v", err)
+	}
+}
+
+func TestLoadWorkerAWSSettings(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	base := map[string]string{"DATABASE_URL": "postgres://db/x", "ENCRYPTION_KEY": key}
+	with := func(kv map[string]string) map[string]string {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range kv {
+			env[k] = v
+		}
+		return env
+	}
+
+	c, err := config.LoadWorker(workerEnv(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RekognitionEndpoint != "" || c.AWSCredentials.Set() {
+		t.Fatalf("nothing set: endpoint %q, credentials %v", c.RekognitionEndpoint, c.AWSCredentials)
+	}
+
+	c, err = config.LoadWorker(workerEnv(with(map[string]string{
+		"AWS_ENDPOINT_URL_REKOGNITION": "http://127.0.0.1:4566",
+		"AWS_ACCESS_KEY_ID":            "AKIDEXAMPLE",
+		"AWS_SECRET_ACCESS_KEY":        "s3cret-key",
+		"AWS_SESSION_TOKEN":            "s3cret-token",
+	})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RekognitionEndpoint != "http://127.0.0.1:4566" || !c.AWSCredentials.Set() ||
+		c.AWSCredentials.AccessKeyID != "AKIDEXAMPLE" || c.AWSCredentials.SecretAccessKey != "s3cret-key" || c.AWSCredentials.SessionToken != "s3cret-token" {
+		t.Fatalf("values: endpoint %q, credentials %#v", c.RekognitionEndpoint, c.AWSCredentials)
+	}
+	for _, out := range []string{fmt.Sprintf("%v", c), fmt.Sprintf("%+v", c), c.LogValue().String()} {
+		if strings.Contains(out, "s3cret") {
+			t.Fatalf("the configuration prints a secret: %s", out)
+		}
+	}
+
+	// Half a key pair is left to the SDK's chain, as the SDK itself does.
+	c, err = config.LoadWorker(workerEnv(with(map[string]string{"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"})))
+	if err != nil || c.AWSCredentials.Set() {
+		t.Fatalf("half a key pair: set=%v, err %v", c.AWSCredentials.Set(), err)
+	}
+	// The SDK would ignore the override; so does the configuration.
+	c, err = config.LoadWorker(workerEnv(with(map[string]string{
+		"AWS_ENDPOINT_URL_REKOGNITION": "http://127.0.0.1:4566", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+	})))
+	if err != nil || c.RekognitionEndpoint != "" {
+		t.Fatalf("ignored endpoint: %q, err %v", c.RekognitionEndpoint, err)
+	}
+
+	for _, bad := range []string{"127.0.0.1:4566", "ftp://host", "http://"} {
+		_, err := config.LoadWorker(workerEnv(with(map[string]string{"AWS_ENDPOINT_URL_REKOGNITION": bad})))
+		if err == nil || !strings.Contains(err.Error(), "AWS_ENDPOINT_URL_REKOGNITION") {
+			t.Errorf("endpoint %q: err = %v", bad, err)
+		}
+	}
+}
