@@ -37,9 +37,9 @@ const (
 // Ctrl-C stops it between requests.
 const dlqCallTimeout = 30 * time.Second
 
-// runDLQ runs `worker dlq ARGS...` and returns the exit code. getenv reads
-// the environment; out gets the results, errOut the usage and errors.
-func runDLQ(ctx context.Context, args []string, getenv func(string) string, out, errOut io.Writer) int {
+// runDLQ runs `worker dlq ARGS...` and returns the exit code. getenv is
+// handed to config.LoadDLQ; out gets the results, errOut the usage and errors.
+func runDLQ(ctx context.Context, args []string, getenv config.Getenv, out, errOut io.Writer) int {
 	usage := func(format string, a ...any) int {
 		fmt.Fprintf(errOut, "worker dlq: "+format+"\n%s\n", append(a, dlqUsage)...)
 		return exitUsage
@@ -109,12 +109,12 @@ func runDLQ(ctx context.Context, args []string, getenv func(string) string, out,
 		return usage("unknown subcommand %q", sub)
 	}
 
-	url, wait, err := dlqEnv(getenv)
+	cfg, err := config.LoadDLQ(getenv)
 	if err != nil {
-		fmt.Fprintf(errOut, "worker dlq: %v\n", err)
+		fmt.Fprintln(errOut, err) // "worker dlq configuration: NATS_URL: …"
 		return exitUsage
 	}
-	nc, err := messaging.Connect(ctx, url, "worker-dlq", wait)
+	nc, err := messaging.Connect(ctx, cfg.NATSURL, "worker-dlq", cfg.NATSConnectWait)
 	if err != nil {
 		fmt.Fprintf(errOut, "worker dlq: %v\n", err)
 		return exitFail
@@ -132,23 +132,6 @@ func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // runDLQ prints the error and the usage once
 	return fs
-}
-
-// dlqEnv reads the two variables the dlq commands need, with the same
-// defaults as the worker.
-func dlqEnv(getenv func(string) string) (url string, wait time.Duration, err error) {
-	url = strings.TrimSpace(getenv("NATS_URL"))
-	if url == "" {
-		url = config.DefaultNATSURL
-	}
-	wait = 30 * time.Second
-	if v := strings.TrimSpace(getenv("NATS_CONNECT_TIMEOUT")); v != "" {
-		wait, err = time.ParseDuration(v)
-		if err != nil || wait < 0 {
-			return "", 0, fmt.Errorf("NATS_CONNECT_TIMEOUT: %q is not a duration such as 30s", v)
-		}
-	}
-	return url, wait, nil
 }
 
 func dlqList(ctx context.Context, js jetstream.JetStream, n int, out, errOut io.Writer) int {

@@ -40,13 +40,13 @@ func main() {
 			os.Exit(1)
 		}
 	case "migrate":
-		log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
-		dsn := os.Getenv("DATABASE_URL")
-		if dsn == "" {
-			fmt.Fprintln(os.Stderr, "DATABASE_URL: is required")
+		cfg, err := config.LoadMigrate(os.Getenv)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		if err := worker.Migrate(ctx, dsn); err != nil {
+		log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+		if err := worker.Migrate(ctx, cfg.DatabaseURL); err != nil {
 			log.Error("migration failed", "error", err)
 			os.Exit(1)
 		}
