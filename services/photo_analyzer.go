@@ -11,17 +11,14 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/rekognition"
-	"github.com/aws/aws-sdk-go-v2/service/rekognition/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/challenge-v3/challenge-v3/config"
 	"github.com/challenge-v3/challenge-v3/ierr"
 )
 
@@ -50,12 +47,14 @@ type Analysis struct {
 	Similarity *float64 // 0–100 for StatusMatched; nil otherwise
 }
 
-// Defaults applied to zero fields of PhotoAnalyzerConfig.
+// Defaults applied to zero fields of PhotoAnalyzerConfig. They are config's
+// (the worker always passes a full, validated configuration); a zero field
+// happens only in a configuration built by hand, e.g. in tests.
 const (
-	DefaultMatchThreshold = 90.0
-	DefaultCallTimeout    = 10 * time.Second
-	DefaultCacheEntries   = 10_000
-	DefaultCacheTTL       = time.Hour
+	DefaultMatchThreshold = config.DefaultFaceMatchThreshold
+	DefaultCallTimeout    = config.DefaultRecognitionTimeout
+	DefaultCacheEntries   = config.DefaultRecognitionCacheEntries
+	DefaultCacheTTL       = config.DefaultRecognitionCacheTTL
 )
 
 // MaxImageBytes is Rekognition's limit on image bytes sent in a request; a
@@ -79,12 +78,15 @@ type PhotoAnalyzerConfig struct {
 	CacheTTL time.Duration
 }
 
-var collectionIDPattern = regexp.MustCompile(`^[a-zA-Z0-9_.\-]{1,255}$`)
-
-// withDefaults validates cfg and fills its zero fields.
+// withDefaults fills cfg's zero fields and refuses what the service cannot
+// work with. config.LoadWorker has already reported a wrong value under its
+// variable's name; these checks catch a configuration built by hand, with
+// config's rule for the collection id.
 func (cfg PhotoAnalyzerConfig) withDefaults() (PhotoAnalyzerConfig, error) {
-	if cfg.CollectionID != "" && !collectionIDPattern.MatchString(cfg.CollectionID) {
-		return cfg, fmt.Errorf("collection id %q: want 1-255 characters of [a-zA-Z0-9_.-]", cfg.CollectionID)
+	if cfg.CollectionID != "" {
+		if err := config.CheckCollectionID(cfg.CollectionID); err != nil {
+			return cfg, fmt.Errorf("collection id %q: %w", cfg.CollectionID, err)
+		}
 	}
 	if cfg.MatchThreshold == 0 {
 		cfg.MatchThreshold = DefaultMatchThreshold
@@ -158,48 +160,6 @@ func NewPhotoAnalyzerService(client *rekognition.Client, cfg PhotoAnalyzerConfig
 
 // Enabled reports whether a collection is configured.
 func (s *PhotoAnalyzerService) Enabled() bool { return s.cfg.CollectionID != "" }
-
-// EnsureCollection creates the collection if it does not exist; an existing
-// one (also one created concurrently by another worker) is fine. No-op when
-// disabled. Only DescribeCollection is needed when the collection exists, so
-// a deployment that pre-creates it can withhold rekognition:CreateCollection.
-func (s *PhotoAnalyzerService) EnsureCollection(ctx context.Context) error {
-	if !s.Enabled() {
-		return nil
-	}
-	id := s.cfg.CollectionID
-
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	start := time.Now()
-	desc, err := s.client.DescribeCollection(cctx, &rekognition.DescribeCollectionInput{CollectionId: aws.String(id)})
-	cancel()
-	switch {
-	case err == nil:
-		s.observe(opDescribeCollection, start, outcomeSuccess)
-		s.log.Info("rekognition collection ready", "collection", id, "faces", aws.ToInt64(desc.FaceCount), "face_model_version", aws.ToString(desc.FaceModelVersion))
-		return nil
-	case isCode(err, codeResourceNotFound):
-		s.observe(opDescribeCollection, start, outcomeNotFound)
-	default:
-		return s.fail(opDescribeCollection, start, err)
-	}
-
-	cctx, cancel = context.WithTimeout(ctx, s.cfg.CallTimeout)
-	defer cancel()
-	start = time.Now()
-	created, err := s.client.CreateCollection(cctx, &rekognition.CreateCollectionInput{CollectionId: aws.String(id)})
-	switch {
-	case err == nil:
-		s.observe(opCreateCollection, start, outcomeSuccess)
-		s.log.Info("rekognition collection created", "collection", id, "arn", aws.ToString(created.CollectionArn))
-		return nil
-	case isCode(err, codeResourceAlreadyExists):
-		s.observe(opCreateCollection, start, outcomeAlreadyExists)
-		return nil
-	default:
-		return s.fail(opCreateCollection, start, err)
-	}
-}
 
 // Analyze recognises the face in image, a JPEG or PNG sent by deviceID.
 //
@@ -299,10 +259,12 @@ func (s *PhotoAnalyzerService) analyze(ctx context.Context, messageID, deviceID 
 		s.cache.put(key, cacheEntry{faceID: a.FaceID, origin: messageID, first: a})
 		return a, nil
 	}
-	match, noFace, err := s.search(ctx, image)
-	switch {
-	case err != nil:
+	matches, noFace, err := s.search(ctx, image)
+	if err != nil {
 		return Analysis{}, err
+	}
+	match := firstAbove(matches, s.cfg.MatchThreshold)
+	switch {
 	case noFace:
 		return remember(Analysis{Status: StatusNoFace})
 	case match != nil && messageID != "" && strings.HasSuffix(match.externalImageID, ":"+messageID):
@@ -325,142 +287,14 @@ func (s *PhotoAnalyzerService) analyze(ctx context.Context, messageID, deviceID 
 	return remember(Analysis{Status: StatusNewFace, FaceID: faceID})
 }
 
-type faceMatch struct {
-	faceID          string
-	similarity      float64
-	externalImageID string
-}
-
-// search looks the photo's largest face up in the collection. It reports
-// noFace when Rekognition finds no face, and a nil match when no face in the
-// collection reaches the threshold.
-func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (match *faceMatch, noFace bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	defer cancel()
-	start := time.Now()
-	out, err := s.client.SearchFacesByImage(ctx, &rekognition.SearchFacesByImageInput{
-		CollectionId:       aws.String(s.cfg.CollectionID),
-		Image:              &types.Image{Bytes: image},
-		FaceMatchThreshold: aws.Float32(float32(s.cfg.MatchThreshold)),
-		MaxFaces:           aws.Int32(1),
-		// NONE (the API default) on purpose: recognise a known person even in a
-		// poor photo; quality is enforced when indexing instead.
-		QualityFilter: types.QualityFilterNone,
-	})
-	switch {
-	case err == nil:
-		s.observe(opSearchFacesByImage, start, outcomeSuccess)
-	case isNoFace(err):
-		s.observe(opSearchFacesByImage, start, outcomeNoFace)
-		return nil, true, nil
-	default:
-		return nil, false, s.fail(opSearchFacesByImage, start, err)
-	}
-	for _, m := range out.FaceMatches {
-		if m.Face == nil || aws.ToString(m.Face.FaceId) == "" || m.Similarity == nil {
-			continue
-		}
-		if sim := float32To64(*m.Similarity); sim >= s.cfg.MatchThreshold {
-			return &faceMatch{faceID: *m.Face.FaceId, similarity: sim, externalImageID: aws.ToString(m.Face.ExternalImageId)}, false, nil
+// firstAbove is the best match that reaches the threshold (Rekognition lists
+// matches by similarity, highest first), or nil: the face is not in the
+// collection.
+func firstAbove(matches []faceMatch, threshold float64) *faceMatch {
+	for i := range matches {
+		if matches[i].similarity >= threshold {
+			return &matches[i]
 		}
 	}
-	return nil, false, nil
-}
-
-// index adds the photo's largest face to the collection and returns its face
-// id, or "" when Rekognition found no face good enough to index.
-func (s *PhotoAnalyzerService) index(ctx context.Context, messageID, deviceID string, image []byte) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	defer cancel()
-	start := time.Now()
-	out, err := s.client.IndexFaces(ctx, &rekognition.IndexFacesInput{
-		CollectionId:    aws.String(s.cfg.CollectionID),
-		Image:           &types.Image{Bytes: image},
-		ExternalImageId: aws.String(faceTag(deviceID, messageID)),
-		MaxFaces:        aws.Int32(1),
-		// AUTO: keep blurred, dark or tiny faces out of the collection, where
-		// they would produce false matches for every later photo.
-		QualityFilter: types.QualityFilterAuto,
-	})
-	if err != nil {
-		return "", s.fail(opIndexFaces, start, err)
-	}
-	s.observe(opIndexFaces, start, outcomeSuccess)
-	for _, r := range out.FaceRecords {
-		if r.Face != nil && aws.ToString(r.Face.FaceId) != "" {
-			return *r.Face.FaceId, nil
-		}
-	}
-	if len(out.UnindexedFaces) > 0 {
-		var reasons []string
-		for _, u := range out.UnindexedFaces {
-			for _, r := range u.Reasons {
-				reasons = append(reasons, string(r))
-			}
-		}
-		s.log.Debug("face not indexed", "device_id", deviceID, "reasons", reasons)
-	}
-	return "", nil
-}
-
-// observe records one Rekognition operation in the metrics.
-func (s *PhotoAnalyzerService) observe(operation string, start time.Time, outcome string) {
-	s.metrics.duration.WithLabelValues(operation).Observe(time.Since(start).Seconds())
-	s.metrics.calls.WithLabelValues(operation, outcome).Inc()
-}
-
-// fail records a failed operation and translates its error.
-func (s *PhotoAnalyzerService) fail(operation string, start time.Time, err error) error {
-	kind, outcome := classify(err)
-	s.observe(operation, start, outcome)
-	return ierr.E(kind, "rekognition."+operation, err)
-}
-
-// ExternalImageID derives the ExternalImageId stored with an indexed face from
-// a device id: characters outside Rekognition's [a-zA-Z0-9_.\-:] become "_",
-// the result is cut to 255 bytes, and an empty id becomes "unknown".
-func ExternalImageID(deviceID string) string {
-	const maxLen = 255
-	var b strings.Builder
-	for _, r := range deviceID {
-		if b.Len() >= maxLen {
-			break
-		}
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
-			r == '_', r == '.', r == '-', r == ':':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('_')
-		}
-	}
-	if b.Len() == 0 {
-		return "unknown"
-	}
-	return b.String()
-}
-
-// faceTag is the ExternalImageId of a face indexed from the photo of message
-// messageID: the device id, then ":" and the message id, so that a
-// redelivery of the same message recognises the face as its own.
-func faceTag(deviceID, messageID string) string {
-	dev := ExternalImageID(deviceID)
-	if messageID == "" {
-		return dev
-	}
-	const maxLen = 255
-	if max := maxLen - 1 - len(messageID); len(dev) > max {
-		dev = dev[:max]
-	}
-	return dev + ":" + ExternalImageID(messageID)
-}
-
-// float32To64 widens a similarity without float32 noise: 97.5 stays 97.5 and
-// 99.99 does not become 99.98999786376953.
-func float32To64(f float32) float64 {
-	v, err := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
-	if err != nil {
-		return float64(f)
-	}
-	return v
+	return nil
 }

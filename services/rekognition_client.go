@@ -7,11 +7,18 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/config"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/rekognition"
 
+	"github.com/challenge-v3/challenge-v3/config"
 	"github.com/challenge-v3/challenge-v3/ierr"
 )
+
+// RekognitionClient is the SDK client PhotoAnalyzerService calls. The name
+// lets the worker hold one (a test's, pointed at the emulator) without
+// importing the SDK.
+type RekognitionClient = rekognition.Client
 
 // SDK retry policy for Rekognition calls. The SDK retries throttling
 // (ThrottlingException, ProvisionedThroughputExceededException, …), 5xx
@@ -55,11 +62,11 @@ func NewRetryer(optFns ...func(*retry.StandardOptions)) aws.Retryer {
 // failing every photo later.
 func NewRekognitionClient(ctx context.Context, optFns ...func(*rekognition.Options)) (*rekognition.Client, error) {
 	const op = "services.NewRekognitionClient"
-	cfg, err := config.LoadDefaultConfig(ctx)
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
 	if err != nil {
 		return nil, ierr.E(ierr.Misconfigured, op, err)
 	}
-	// Set on the client rather than with config.WithRetryer, which would make
+	// Set on the client rather than with awsconfig.WithRetryer, which would make
 	// the SDK ignore AWS_MAX_ATTEMPTS; the client still applies
 	// cfg.RetryMaxAttempts on top of this retryer. AWS_RETRY_MODE is ignored.
 	withRetryer := func(o *rekognition.Options) { o.Retryer = NewRetryer() }
@@ -75,4 +82,23 @@ func NewRekognitionClient(ctx context.Context, optFns ...func(*rekognition.Optio
 		return nil, ierr.E(ierr.Misconfigured, op, fmt.Errorf("no AWS credentials found by the default chain: %w", err))
 	}
 	return client, nil
+}
+
+// NewRekognitionClientFromConfig is NewRekognitionClient with what the
+// worker's configuration sets on top of the standard AWS configuration:
+// AWS_REGION, the endpoint override and complete static credentials. config
+// reads those, so a caller's environment (the dev stack's overlay pointing
+// at the emulator) reaches the client as it reaches the rest of the worker.
+func NewRekognitionClientFromConfig(ctx context.Context, c config.Worker) (*rekognition.Client, error) {
+	return NewRekognitionClient(ctx, func(o *rekognition.Options) {
+		if c.AWSRegion != "" {
+			o.Region = c.AWSRegion
+		}
+		if c.RekognitionEndpoint != "" {
+			o.BaseEndpoint = aws.String(c.RekognitionEndpoint)
+		}
+		if cr := c.AWSCredentials; cr.Set() {
+			o.Credentials = credentials.NewStaticCredentialsProvider(cr.AccessKeyID, cr.SecretAccessKey, cr.SessionToken)
+		}
+	})
 }

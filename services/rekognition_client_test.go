@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/rekognition"
 
+	"github.com/challenge-v3/challenge-v3/config"
 	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
 )
@@ -114,4 +115,39 @@ func TestNewRekognitionClientMisconfigured(t *testing.T) {
 			t.Fatalf("region = %q", got)
 		}
 	})
+}
+
+// The dev stack's path: nothing in the process environment, everything in
+// the worker's configuration (read from the dev stack's overlay).
+func TestNewRekognitionClientFromConfig(t *testing.T) {
+	isolateAWSEnv(t)
+	fake := rekognitionfake.New()
+	t.Cleanup(fake.Close)
+	ctx := context.Background()
+
+	if _, err := NewRekognitionClientFromConfig(ctx, config.Worker{AWSRegion: "eu-west-1", RekognitionEndpoint: fake.URL}); !ierr.Is(err, ierr.Misconfigured) {
+		t.Fatalf("no credentials anywhere: err = %v, want misconfigured", err)
+	}
+
+	client, err := NewRekognitionClientFromConfig(ctx, config.Worker{
+		AWSRegion:           "eu-west-1",
+		RekognitionEndpoint: fake.URL,
+		AWSCredentials:      config.AWSCredentials{AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "secret"},
+	})
+	if err != nil {
+		t.Fatalf("NewRekognitionClientFromConfig: %v", err)
+	}
+	if got := client.Options().Region; got != "eu-west-1" {
+		t.Errorf("region = %q", got)
+	}
+	s, err := NewPhotoAnalyzerService(client, PhotoAnalyzerConfig{CollectionID: "config-faces"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnsureCollection(ctx); err != nil {
+		t.Fatalf("EnsureCollection through the configured endpoint: %v", err)
+	}
+	if got := fake.Collections(); len(got) != 1 || got[0] != "config-faces" {
+		t.Fatalf("the emulator's collections = %v; the configured endpoint was not used", got)
+	}
 }

@@ -1,0 +1,201 @@
+package services
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/rekognition"
+	"github.com/aws/aws-sdk-go-v2/service/rekognition/types"
+
+	"github.com/challenge-v3/challenge-v3/ierr"
+)
+
+// The Rekognition operations PhotoAnalyzerService calls, one function each:
+// the request it sends, its metrics, and the translation of the answer into
+// plain values and of its error into an *ierr.Error. What the answers mean
+// for a photo (cache, search then index, threshold, no face) is decided in
+// photo_analyzer.go.
+
+// EnsureCollection creates the collection if it does not exist; an existing
+// one (also one created concurrently by another worker) is fine. No-op when
+// disabled. Only DescribeCollection is needed when the collection exists, so
+// a deployment that pre-creates it can withhold rekognition:CreateCollection.
+func (s *PhotoAnalyzerService) EnsureCollection(ctx context.Context) error {
+	if !s.Enabled() {
+		return nil
+	}
+	id := s.cfg.CollectionID
+
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	start := time.Now()
+	desc, err := s.client.DescribeCollection(cctx, &rekognition.DescribeCollectionInput{CollectionId: aws.String(id)})
+	cancel()
+	switch {
+	case err == nil:
+		s.observe(opDescribeCollection, start, outcomeSuccess)
+		s.log.Info("rekognition collection ready", "collection", id, "faces", aws.ToInt64(desc.FaceCount), "face_model_version", aws.ToString(desc.FaceModelVersion))
+		return nil
+	case isCode(err, codeResourceNotFound):
+		s.observe(opDescribeCollection, start, outcomeNotFound)
+	default:
+		return s.fail(opDescribeCollection, start, err)
+	}
+
+	cctx, cancel = context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	start = time.Now()
+	created, err := s.client.CreateCollection(cctx, &rekognition.CreateCollectionInput{CollectionId: aws.String(id)})
+	switch {
+	case err == nil:
+		s.observe(opCreateCollection, start, outcomeSuccess)
+		s.log.Info("rekognition collection created", "collection", id, "arn", aws.ToString(created.CollectionArn))
+		return nil
+	case isCode(err, codeResourceAlreadyExists):
+		s.observe(opCreateCollection, start, outcomeAlreadyExists)
+		return nil
+	default:
+		return s.fail(opCreateCollection, start, err)
+	}
+}
+
+type faceMatch struct {
+	faceID          string
+	similarity      float64
+	externalImageID string
+}
+
+// search looks the photo's largest face up in the collection. It reports
+// noFace when Rekognition finds no face, and otherwise the well-formed
+// matches Rekognition returned (at or above the threshold it was sent);
+// which one counts is the caller's decision.
+func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (matches []faceMatch, noFace bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.client.SearchFacesByImage(ctx, &rekognition.SearchFacesByImageInput{
+		CollectionId:       aws.String(s.cfg.CollectionID),
+		Image:              &types.Image{Bytes: image},
+		FaceMatchThreshold: aws.Float32(float32(s.cfg.MatchThreshold)),
+		MaxFaces:           aws.Int32(1),
+		// NONE (the API default) on purpose: recognise a known person even in a
+		// poor photo; quality is enforced when indexing instead.
+		QualityFilter: types.QualityFilterNone,
+	})
+	switch {
+	case err == nil:
+		s.observe(opSearchFacesByImage, start, outcomeSuccess)
+	case isNoFace(err):
+		s.observe(opSearchFacesByImage, start, outcomeNoFace)
+		return nil, true, nil
+	default:
+		return nil, false, s.fail(opSearchFacesByImage, start, err)
+	}
+	for _, m := range out.FaceMatches {
+		if m.Face == nil || aws.ToString(m.Face.FaceId) == "" || m.Similarity == nil {
+			continue
+		}
+		matches = append(matches, faceMatch{faceID: *m.Face.FaceId, similarity: float32To64(*m.Similarity), externalImageID: aws.ToString(m.Face.ExternalImageId)})
+	}
+	return matches, false, nil
+}
+
+// index adds the photo's largest face to the collection and returns its face
+// id, or "" when Rekognition found no face good enough to index.
+func (s *PhotoAnalyzerService) index(ctx context.Context, messageID, deviceID string, image []byte) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.client.IndexFaces(ctx, &rekognition.IndexFacesInput{
+		CollectionId:    aws.String(s.cfg.CollectionID),
+		Image:           &types.Image{Bytes: image},
+		ExternalImageId: aws.String(faceTag(deviceID, messageID)),
+		MaxFaces:        aws.Int32(1),
+		// AUTO: keep blurred, dark or tiny faces out of the collection, where
+		// they would produce false matches for every later photo.
+		QualityFilter: types.QualityFilterAuto,
+	})
+	if err != nil {
+		return "", s.fail(opIndexFaces, start, err)
+	}
+	s.observe(opIndexFaces, start, outcomeSuccess)
+	for _, r := range out.FaceRecords {
+		if r.Face != nil && aws.ToString(r.Face.FaceId) != "" {
+			return *r.Face.FaceId, nil
+		}
+	}
+	if len(out.UnindexedFaces) > 0 {
+		var reasons []string
+		for _, u := range out.UnindexedFaces {
+			for _, r := range u.Reasons {
+				reasons = append(reasons, string(r))
+			}
+		}
+		s.log.Debug("face not indexed", "device_id", deviceID, "reasons", reasons)
+	}
+	return "", nil
+}
+
+// observe records one Rekognition operation in the metrics.
+func (s *PhotoAnalyzerService) observe(operation string, start time.Time, outcome string) {
+	s.metrics.duration.WithLabelValues(operation).Observe(time.Since(start).Seconds())
+	s.metrics.calls.WithLabelValues(operation, outcome).Inc()
+}
+
+// fail records a failed operation and translates its error.
+func (s *PhotoAnalyzerService) fail(operation string, start time.Time, err error) error {
+	kind, outcome := classify(err)
+	s.observe(operation, start, outcome)
+	return ierr.E(kind, "rekognition."+operation, err)
+}
+
+// ExternalImageID derives the ExternalImageId stored with an indexed face from
+// a device id: characters outside Rekognition's [a-zA-Z0-9_.\-:] become "_",
+// the result is cut to 255 bytes, and an empty id becomes "unknown".
+func ExternalImageID(deviceID string) string {
+	const maxLen = 255
+	var b strings.Builder
+	for _, r := range deviceID {
+		if b.Len() >= maxLen {
+			break
+		}
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9',
+			r == '_', r == '.', r == '-', r == ':':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "unknown"
+	}
+	return b.String()
+}
+
+// faceTag is the ExternalImageId of a face indexed from the photo of message
+// messageID: the device id, then ":" and the message id, so that a
+// redelivery of the same message recognises the face as its own.
+func faceTag(deviceID, messageID string) string {
+	dev := ExternalImageID(deviceID)
+	if messageID == "" {
+		return dev
+	}
+	const maxLen = 255
+	if max := maxLen - 1 - len(messageID); len(dev) > max {
+		dev = dev[:max]
+	}
+	return dev + ":" + ExternalImageID(messageID)
+}
+
+// float32To64 widens a similarity without float32 noise: 97.5 stays 97.5 and
+// 99.99 does not become 99.98999786376953.
+func float32To64(f float32) float64 {
+	v, err := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
+	if err != nil {
+		return float64(f)
+	}
+	return v
+}
