@@ -6,8 +6,9 @@ import (
 	"github.com/google/uuid"
 )
 
-// Audit actions. The *.stored entries are written by the Insert methods in
-// the same transaction as their data row.
+// Audit actions, the values of audit_log.action. The *.stored entries are
+// written by the Insert methods, passed as a query argument, in the same
+// statement as their data row.
 const (
 	ActionGPSStored       = "gps.stored"
 	ActionGyroscopeStored = "gyroscope.stored"

@@ -14,7 +14,8 @@ import (
 // message id: a message twice in one batch counts once, and concurrent
 // workers take the unique-index locks in the same order (no deadlocks).
 // ON CONFLICT DO NOTHING skips messages stored before; RETURNING yields
-// exactly the inserted rows, and only those get an audit row.
+// exactly the inserted rows, and only those get an audit row, whose action
+// is $8 (ActionGPSStored).
 const insertGPSSQL = `
 WITH input AS (
 	SELECT DISTINCT ON (message_id) *
@@ -28,7 +29,7 @@ WITH input AS (
 	RETURNING id, message_id, device_id
 ), audited AS (
 	INSERT INTO audit_log (actor, action, resource, resource_id, message_id, details)
-	SELECT input.actor, 'gps.stored', 'gps', inserted.id::text, inserted.message_id,
+	SELECT input.actor, $8::text, 'gps', inserted.id::text, inserted.message_id,
 		jsonb_build_object('device_id', inserted.device_id)
 	FROM inserted JOIN input USING (message_id)
 )
@@ -51,7 +52,7 @@ func (s *Store) InsertGPS(ctx context.Context, batch []models.GPS) ([]uuid.UUID,
 		lats[i], lons[i] = g.Latitude, g.Longitude
 		recorded[i], received[i] = g.RecordedAt, g.ReceivedAt
 	}
-	return s.insertBatch(ctx, "storage.InsertGPS", insertGPSSQL, ids, actors, devices, lats, lons, recorded, received)
+	return s.insertBatch(ctx, "storage.InsertGPS", insertGPSSQL, ids, actors, devices, lats, lons, recorded, received, ActionGPSStored)
 }
 
 // insertBatch runs a batch statement that returns the inserted message ids.

@@ -9,7 +9,7 @@ import (
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
-// insertGyroscopeSQL: see insertGPSSQL.
+// insertGyroscopeSQL: see insertGPSSQL. $9 is ActionGyroscopeStored.
 const insertGyroscopeSQL = `
 WITH input AS (
 	SELECT DISTINCT ON (message_id) *
@@ -23,7 +23,7 @@ WITH input AS (
 	RETURNING id, message_id, device_id
 ), audited AS (
 	INSERT INTO audit_log (actor, action, resource, resource_id, message_id, details)
-	SELECT input.actor, 'gyroscope.stored', 'gyroscope', inserted.id::text, inserted.message_id,
+	SELECT input.actor, $9::text, 'gyroscope', inserted.id::text, inserted.message_id,
 		jsonb_build_object('device_id', inserted.device_id)
 	FROM inserted JOIN input USING (message_id)
 )
@@ -43,5 +43,5 @@ func (s *Store) InsertGyroscope(ctx context.Context, batch []models.Gyroscope) (
 		xs[i], ys[i], zs[i] = g.X, g.Y, g.Z
 		recorded[i], received[i] = g.RecordedAt, g.ReceivedAt
 	}
-	return s.insertBatch(ctx, "storage.InsertGyroscope", insertGyroscopeSQL, ids, actors, devices, xs, ys, zs, recorded, received)
+	return s.insertBatch(ctx, "storage.InsertGyroscope", insertGyroscopeSQL, ids, actors, devices, xs, ys, zs, recorded, received, ActionGyroscopeStored)
 }

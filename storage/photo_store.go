@@ -30,6 +30,8 @@ type Photo struct {
 	Similarity        *float64 // percent, for a match
 }
 
+// insertPhotoSQL stores a photo and its audit row (action $15,
+// ActionPhotoStored) in one statement; see insertGPSSQL.
 const insertPhotoSQL = `
 WITH inserted AS (
 	INSERT INTO photo (message_id, device_id, recorded_at, received_at, content_type, size_bytes,
@@ -39,7 +41,7 @@ WITH inserted AS (
 	RETURNING id, message_id
 ), audited AS (
 	INSERT INTO audit_log (actor, action, resource, resource_id, message_id, details)
-	SELECT $13, 'photo.stored', 'photo', inserted.id::text, inserted.message_id, $14::jsonb
+	SELECT $13, $15::text, 'photo', inserted.id::text, inserted.message_id, $14::jsonb
 	FROM inserted
 )
 SELECT id FROM inserted`
@@ -67,7 +69,7 @@ func (s *Store) InsertPhoto(ctx context.Context, p Photo) (inserted bool, err er
 	err = s.pool.QueryRow(ctx, insertPhotoSQL,
 		p.MessageID, p.DeviceID, p.RecordedAt, p.ReceivedAt, p.ContentType, p.SizeBytes,
 		p.Ciphertext, p.KeyID, p.RecognitionStatus, p.Recognized, p.FaceID, p.Similarity,
-		p.Actor, details,
+		p.Actor, details, ActionPhotoStored,
 	).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
