@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/rekognition"
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,15 +44,16 @@ type Analyzer interface {
 	AnalyzeMessage(ctx context.Context, messageID, deviceID string, image []byte) (services.Analysis, error)
 }
 
-// Options are dependencies the dev stack or a test may supply instead of
-// having Run build them from the configuration.
+// Options are dependencies a test may supply instead of having Run build
+// them from the configuration. (The dev stack needs none: it points the
+// worker at its Rekognition emulator through the configuration.)
 type Options struct {
 	// Analyzer replaces the services.PhotoAnalyzerService built from cfg.
 	Analyzer Analyzer
 	// Rekognition is the client of that service when a collection is
-	// configured (e.g. one pointed at a local emulator); nil builds one from
-	// the standard AWS configuration.
-	Rekognition *rekognition.Client
+	// configured (e.g. one with a test's short retry back-off); nil builds
+	// one from cfg and the standard AWS configuration.
+	Rekognition *services.RekognitionClient
 }
 
 // lagPollInterval is how often consumer lag and the DLQ size are read.
@@ -222,14 +222,10 @@ func openStore(ctx context.Context, dsn string, wait time.Duration) (*storage.St
 // newAnalyzer builds the photo analyzer, and the face collection when one is
 // configured. With no collection it analyses nothing and every photo is
 // stored with recognition_status "disabled" (the service logs so).
-func newAnalyzer(ctx context.Context, cfg config.Worker, client *rekognition.Client, reg prometheus.Registerer, log *slog.Logger) (*services.PhotoAnalyzerService, error) {
+func newAnalyzer(ctx context.Context, cfg config.Worker, client *services.RekognitionClient, reg prometheus.Registerer, log *slog.Logger) (*services.PhotoAnalyzerService, error) {
 	if cfg.RekognitionCollectionID != "" && client == nil {
 		var err error
-		client, err = services.NewRekognitionClient(ctx, func(o *rekognition.Options) {
-			if cfg.AWSRegion != "" {
-				o.Region = cfg.AWSRegion
-			}
-		})
+		client, err = services.NewRekognitionClientFromConfig(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}

@@ -90,7 +90,9 @@ func ConfigFromEnv(getenv config.Getenv) Config {
 // PostgreSQL cluster if it started one.
 func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.Getenv == nil {
-		cfg.Getenv = os.Getenv
+		// The caller's environment comes from cmd/dev (ConfigFromEnv with
+		// os.Getenv); the dev stack never reads the process's itself.
+		cfg.Getenv = func(string) string { return "" }
 	}
 	if cfg.Out == nil {
 		cfg.Out = io.Discard
@@ -162,10 +164,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 
-	rekog, err := startRekognition(ctx, cfg.Getenv)
-	if err != nil {
-		return err
-	}
+	rekog := startRekognition(cfg.Getenv)
 	defer rekog.close()
 
 	apiEnv := overlay(cfg.Getenv, map[string]string{
@@ -198,7 +197,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// upstream as nats-io/nats-server#8114), which -race reports.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := worker.RunWith(gctx, workerCfg, newLogger("worker", workerCfg.LogLevel), rekog.workerOpts); err != nil {
+		if err := worker.Run(gctx, workerCfg, newLogger("worker", workerCfg.LogLevel)); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
 		return gctx.Err() // returning early without an error still stops the stack

@@ -1,63 +1,53 @@
 package devstack
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/rekognition"
-
 	"github.com/challenge-v3/challenge-v3/config"
 	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
-	"github.com/challenge-v3/challenge-v3/services"
-	"github.com/challenge-v3/challenge-v3/worker"
 )
 
 // rekognitionSetup is what the dev stack decided about face recognition.
 type rekognitionSetup struct {
-	env        map[string]string // worker variables to overlay
-	workerOpts worker.Options    // e.g. a Rekognition client pointed at the emulator
-	describe   string            // one line for the banner
-	close      func()
+	env      map[string]string // worker variables to overlay
+	describe string            // one line for the banner
+	close    func()
 }
 
 // startRekognition uses AWS when the environment configures it, and
 // otherwise (no credentials anywhere) a local Rekognition emulator.
-func startRekognition(ctx context.Context, getenv config.Getenv) (rekognitionSetup, error) {
+func startRekognition(getenv config.Getenv) rekognitionSetup {
 	noop := func() {}
 	if awsConfigured(getenv) {
 		coll := getenv("REKOGNITION_COLLECTION_ID")
 		if coll == "" {
 			return rekognitionSetup{close: noop,
-				describe: "disabled: AWS is configured but REKOGNITION_COLLECTION_ID is empty"}, nil
+				describe: "disabled: AWS is configured but REKOGNITION_COLLECTION_ID is empty"}
 		}
 		return rekognitionSetup{close: noop,
-			describe: "AWS Rekognition, collection " + coll + " (region " + getenv("AWS_REGION") + ")"}, nil
+			describe: "AWS Rekognition, collection " + coll + " (region " + getenv("AWS_REGION") + ")"}
 	}
 
 	// No AWS configuration: a local emulator that speaks Rekognition's wire
 	// protocol, reached through the same SDK client code as AWS. The worker
-	// takes the client directly, because the SDK reads the real process
-	// environment, which this package's overlay does not change.
+	// finds it through its configuration, as it would find any endpoint
+	// override: config reads these variables from the overlay, so nothing
+	// here touches the process environment the SDK reads. The emulator
+	// accepts any signature, but the SDK signs only with some credentials.
 	srv := rekognitionfake.New()
-	client, err := services.NewRekognitionClient(ctx, func(o *rekognition.Options) {
-		o.BaseEndpoint = aws.String(srv.URL)
-		o.Region = rekognitionfake.Region
-		o.Credentials = credentials.NewStaticCredentialsProvider("devstack", "devstack", "")
-	})
-	if err != nil {
-		srv.Close()
-		return rekognitionSetup{}, err
-	}
 	return rekognitionSetup{
-		env:        map[string]string{"REKOGNITION_COLLECTION_ID": emulatorCollection},
-		workerOpts: worker.Options{Rekognition: client},
+		env: map[string]string{
+			"REKOGNITION_COLLECTION_ID":    emulatorCollection,
+			"AWS_ENDPOINT_URL_REKOGNITION": srv.URL,
+			"AWS_REGION":                   rekognitionfake.Region,
+			"AWS_ACCESS_KEY_ID":            "devstack",
+			"AWS_SECRET_ACCESS_KEY":        "devstack",
+		},
 		describe: "local emulator at " + srv.URL + ", collection " + emulatorCollection +
 			" (not real face recognition: identical photos match, every other JPEG/PNG is a new face)",
 		close: srv.Close,
-	}, nil
+	}
 }
 
 // emulatorCollection is the face collection the dev stack's emulator uses.
