@@ -45,17 +45,16 @@ type ingest struct {
 }
 
 func (h *ingest) gyroscope(w http.ResponseWriter, r *http.Request) {
-	serveJSON(h, w, r, models.TypeGyroscope, models.DecodeGyroscope, func(g *models.Gyroscope) *models.Meta { return &g.Meta })
+	serveJSON[models.Gyroscope](h, w, r)
 }
 
 func (h *ingest) gps(w http.ResponseWriter, r *http.Request) {
-	serveJSON(h, w, r, models.TypeGPS, models.DecodeGPS, func(g *models.GPS) *models.Meta { return &g.Meta })
+	serveJSON[models.GPS](h, w, r)
 }
 
 // serveJSON is a JSON-only reading route: the gyroscope and GPS routes
-// differ only in their decoder.
-func serveJSON[T any](h *ingest, w http.ResponseWriter, r *http.Request, t models.Type,
-	decode func(io.Reader, time.Time, models.Limits) (T, error), meta func(*T) *models.Meta) {
+// differ only in the reading type.
+func serveJSON[T models.Reading, P models.Message[T]](h *ingest, w http.ResponseWriter, r *http.Request) {
 	now, key, err := h.begin(w, r)
 	if err == nil {
 		err = requireJSON(w, r)
@@ -65,13 +64,13 @@ func serveJSON[T any](h *ingest, w http.ResponseWriter, r *http.Request, t model
 		return
 	}
 	v, err := decodeJSON(w, r, JSONBodyLimit, func(body io.Reader) (T, error) {
-		return decode(body, now, h.lim)
+		return models.Decode[T, P](body, now, h.lim)
 	})
 	if err != nil {
 		writeError(w, r, err)
 		return
 	}
-	h.accept(w, r, t, key, now, meta(&v), &v)
+	h.accept(w, r, key, now, P(&v))
 }
 
 // photo takes the image as base64 inside JSON or as a multipart file.
@@ -95,7 +94,7 @@ func (h *ingest) photo(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 	case mt == "application/json":
 		p, err = decodeJSON(w, r, limit, func(body io.Reader) (models.Photo, error) {
-			return models.DecodePhotoJSON(body, now, h.lim)
+			return models.Decode[models.Photo](body, now, h.lim)
 		})
 	case mt == "multipart/form-data":
 		p, err = decodeMultipartPhoto(w, r, params["boundary"], limit, now, h.lim)
@@ -109,7 +108,7 @@ func (h *ingest) photo(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	h.accept(w, r, models.TypePhoto, key, now, &p.Meta, &p)
+	h.accept(w, r, key, now, &p)
 }
 
 // begin fixes the moment of receipt and reads the Idempotency-Key header,
@@ -121,9 +120,17 @@ func (h *ingest) begin(w http.ResponseWriter, r *http.Request) (time.Time, strin
 	return now, key, err
 }
 
+// message is a decoded reading as accept completes and publishes it:
+// *models.Gyroscope, *models.GPS or *models.Photo.
+type message interface {
+	Type() models.Type
+	Envelope() *models.Meta
+}
+
 // accept completes the message, binds it to its id and publishes it; the
 // client hears 202 only once JetStream has acknowledged it.
-func (h *ingest) accept(w http.ResponseWriter, r *http.Request, t models.Type, key string, now time.Time, meta *models.Meta, msg any) {
+func (h *ingest) accept(w http.ResponseWriter, r *http.Request, key string, now time.Time, msg message) {
+	t, meta := msg.Type(), msg.Envelope()
 	info := infoFrom(r.Context())
 	if info == nil || info.keyName == "" {
 		writeError(w, r, ierr.Errorf(ierr.Internal, "handlers.accept", "route %s reached without an authenticated key", r.URL.Path))
@@ -189,7 +196,7 @@ func (h *ingest) accept(w http.ResponseWriter, r *http.Request, t models.Type, k
 
 // fingerprint digests a message's content; MessageID and ReceivedAt must
 // still be zero.
-func fingerprint(msg any) (string, error) {
+func fingerprint(msg message) (string, error) {
 	b, err := models.Marshal(msg)
 	if err != nil {
 		return "", err

@@ -24,7 +24,7 @@ func BenchmarkDecodePhotoJSON(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := models.DecodePhotoJSON(bytes.NewReader(body), now, models.DefaultLimits()); err != nil {
+		if _, err := models.Decode[models.Photo](bytes.NewReader(body), now, models.DefaultLimits()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -37,7 +37,7 @@ func BenchmarkDecodeGPS(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := models.DecodeGPS(bytes.NewReader(body), now, models.DefaultLimits()); err != nil {
+		if _, err := models.Decode[models.GPS](bytes.NewReader(body), now, models.DefaultLimits()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -50,7 +50,7 @@ func BenchmarkUnmarshalGPS(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := models.Unmarshal(models.TypeGPS, data, models.DefaultLimits()); err != nil {
+		if _, err := models.UnmarshalAs[models.GPS](data, models.DefaultLimits()); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -9,89 +9,112 @@ import (
 	"io"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
 )
 
-// DecodeGyroscope reads a gyroscope request body. now is the moment of
-// receipt. On failure the error is an *ierr.Error of kind Invalid naming
-// every failing field.
-func DecodeGyroscope(r io.Reader, now time.Time, lim Limits) (Gyroscope, error) {
-	const op = "models.DecodeGyroscope"
-	var g Gyroscope
-	obj, fe, err := decodeObject(r, "device_id", "timestamp", "x", "y", "z")
+// Decode reads the request body of a reading of type T: one flat JSON
+// object (see scan.go). now is the moment of receipt. On failure the error
+// is an *ierr.Error of kind Invalid naming every failing field; a photo
+// whose only fault is its image is TooLarge or Unsupported instead.
+//
+// A photo's "photo" field is the image as base64 (standard or URL alphabet,
+// padded or not, optionally as a data: URI).
+func Decode[T Reading, P Message[T]](r io.Reader, now time.Time, lim Limits) (T, error) {
+	// A nil P names the type; the methods called on it do not read it. (A
+	// method called on &v through the type parameter would move v to the
+	// heap: one allocation more per request.)
+	var p P
+	op, fields := p.request()
+	obj, fe, err := decodeObject(r, fields...)
 	if err != nil {
-		return g, ierr.E(ierr.Invalid, op, err)
+		var zero T
+		return zero, ierr.E(ierr.Invalid, op, err)
 	}
-	g.DeviceID, g.RecordedAt = obj.meta(now, lim, &fe)
-	g.X = obj.number("x", &fe)
-	g.Y = obj.number("y", &fe)
-	g.Z = obj.number("z", &fe)
+	var m Meta
+	m.DeviceID, m.RecordedAt = obj.meta(now, lim, &fe)
+	return p.fromRequest(op, obj, m, lim, fe)
+}
+
+// requestDecoder is what Decode needs of each reading type. Its methods
+// do not read their receiver, which may be nil.
+type requestDecoder[T Reading] interface {
+	// request names the operation (for errors) and the fields a body may hold.
+	request() (op string, fields []string)
+	// fromRequest reads the reading's own fields from o into a reading with
+	// meta m, and returns the error naming everything at fault, fe included
+	// (what the shared fields left).
+	fromRequest(op string, o object, m Meta, lim Limits, fe fieldErrors) (T, error)
+}
+
+// The fields of each request body; package variables so that a decode does
+// not allocate them.
+var (
+	gyroscopeFields = []string{"device_id", "timestamp", "x", "y", "z"}
+	gpsFields       = []string{"device_id", "timestamp", "latitude", "longitude"}
+	photoFields     = []string{"device_id", "timestamp", "photo"}
+)
+
+func (*Gyroscope) request() (string, []string) { return "models.DecodeGyroscope", gyroscopeFields }
+func (*GPS) request() (string, []string)       { return "models.DecodeGPS", gpsFields }
+func (*Photo) request() (string, []string)     { return "models.DecodePhotoJSON", photoFields }
+
+func (*Gyroscope) fromRequest(op string, o object, m Meta, _ Limits, fe fieldErrors) (Gyroscope, error) {
+	g := Gyroscope{Meta: m}
+	g.X = o.number("x", &fe)
+	g.Y = o.number("y", &fe)
+	g.Z = o.number("z", &fe)
 	return g, fe.err(op)
 }
 
-// DecodeGPS reads a GPS request body; see DecodeGyroscope.
-func DecodeGPS(r io.Reader, now time.Time, lim Limits) (GPS, error) {
-	const op = "models.DecodeGPS"
-	var g GPS
-	obj, fe, err := decodeObject(r, "device_id", "timestamp", "latitude", "longitude")
-	if err != nil {
-		return g, ierr.E(ierr.Invalid, op, err)
-	}
-	g.DeviceID, g.RecordedAt = obj.meta(now, lim, &fe)
-	if g.Latitude = obj.number("latitude", &fe); !fe.has("latitude") {
+func (*GPS) fromRequest(op string, o object, m Meta, _ Limits, fe fieldErrors) (GPS, error) {
+	g := GPS{Meta: m}
+	if g.Latitude = o.number("latitude", &fe); !fe.has("latitude") {
 		fe.latitude(g.Latitude)
 	}
-	if g.Longitude = obj.number("longitude", &fe); !fe.has("longitude") {
+	if g.Longitude = o.number("longitude", &fe); !fe.has("longitude") {
 		fe.longitude(g.Longitude)
 	}
 	return g, fe.err(op)
 }
 
-// DecodePhotoJSON reads a JSON photo request whose "photo" field is the image
-// as base64 (standard or URL alphabet, padded or not, optionally as a
-// data: URI). A too large image is TooLarge, a non-JPEG/PNG one Unsupported,
-// unless other fields are also invalid: then everything is reported as
+// fromRequest reads the base64 image. Too large an image is TooLarge at
+// once, unless other fields are invalid too: then everything is reported as
 // Invalid in one answer.
-func DecodePhotoJSON(r io.Reader, now time.Time, lim Limits) (Photo, error) {
-	const op = "models.DecodePhotoJSON"
-	var p Photo
-	obj, fe, err := decodeObject(r, "device_id", "timestamp", "photo")
-	if err != nil {
-		return p, ierr.E(ierr.Invalid, op, err)
-	}
-	p.DeviceID, p.RecordedAt = obj.meta(now, lim, &fe)
-	raw, ok := obj["photo"]
-	var img []byte
-	switch {
-	case !ok:
+func (*Photo) fromRequest(op string, o object, m Meta, lim Limits, fe fieldErrors) (Photo, error) {
+	p := Photo{Meta: m}
+	raw, ok := o["photo"]
+	if !ok {
 		fe.add("photo", "is required")
-	default:
-		var b64 []byte
-		switch {
-		case len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0:
-			b64 = raw[1 : len(raw)-1] // no escapes: decode in place, no copy
-		default:
-			var s string
-			if json.Unmarshal(raw, &s) != nil {
-				fe.add("photo", "must be a base64 string")
-				return finishPhoto(op, p, nil, lim, fe)
-			}
-			b64 = []byte(s)
-		}
-		if img, err = decodeBase64Image(b64, lim.MaxPhotoBytes); err != nil {
-			fe.add("photo", err.Error())
-			img = nil
-			if errors.Is(err, errImageTooLarge) && len(fe) == 1 {
-				return p, &ierr.Error{Kind: ierr.TooLarge, Op: op, Fields: fe}
-			}
-		}
+		err := p.setImage(op, nil, lim, fe)
+		return p, err
 	}
-	return finishPhoto(op, p, img, lim, fe)
+	var b64 []byte
+	switch {
+	case len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0:
+		b64 = raw[1 : len(raw)-1] // no escapes: decode in place, no copy
+	default:
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			fe.add("photo", "must be a base64 string")
+			err := p.setImage(op, nil, lim, fe)
+			return p, err
+		}
+		b64 = []byte(s)
+	}
+	img, err := decodeBase64Image(b64, lim.MaxPhotoBytes)
+	if err != nil {
+		fe.add("photo", err.Error())
+		if errors.Is(err, errImageTooLarge) && len(fe) == 1 {
+			return p, &ierr.Error{Kind: ierr.TooLarge, Op: op, Fields: fe}
+		}
+		img = nil
+	}
+	err = p.setImage(op, img, lim, fe)
+	return p, err
 }
 
-// NewPhoto builds a photo from multipart form values; see DecodePhotoJSON.
+// NewPhoto builds a photo from multipart form values; see Decode.
 func NewPhoto(deviceID, timestamp string, img []byte, now time.Time, lim Limits) (Photo, error) {
 	const op = "models.NewPhoto"
 	var fe fieldErrors
@@ -113,24 +136,28 @@ func NewPhoto(deviceID, timestamp string, img []byte, now time.Time, lim Limits)
 	if img == nil {
 		fe.add("photo", "is required")
 	}
-	return finishPhoto(op, p, img, lim, fe)
+	err := p.setImage(op, img, lim, fe)
+	return p, err
 }
 
-func finishPhoto(op string, p Photo, img []byte, lim Limits, fe fieldErrors) (Photo, error) {
+// setImage sniffs img (nil when it is missing or already refused) and
+// returns the error naming everything at fault. When the image is the only
+// fault, its own kind (TooLarge, Unsupported) is kept.
+func (p *Photo) setImage(op string, img []byte, lim Limits, fe fieldErrors) error {
 	if img != nil {
 		ct, err := SniffImage(img, lim.MaxPhotoBytes)
 		if err != nil {
 			if len(fe) == 0 {
 				e := err.(*ierr.Error)
 				e.Op = op
-				return p, e
+				return e
 			}
 			fe = append(fe, ierr.FieldsOf(err)...)
 		} else {
 			p.ContentType, p.Image = ct, img
 		}
 	}
-	return p, fe.err(op)
+	return fe.err(op)
 }
 
 var errImageTooLarge = errors.New("image too large")
@@ -167,246 +194,6 @@ func decodeBase64Image(s []byte, maxBytes int) ([]byte, error) {
 		return nil, fmt.Errorf("%w: must be at most %d bytes decoded", errImageTooLarge, maxBytes)
 	}
 	return img[:n], nil
-}
-
-// object is a decoded JSON object of scalar fields.
-type object map[string]json.RawMessage
-
-// decodeObject reads exactly one JSON object whose keys are among allowed:
-// unknown or duplicate keys are field errors; malformed JSON or trailing data
-// is a plain error (the body as a whole is wrong).
-//
-// Request bodies are flat objects of scalars, and a photo's base64 string is
-// megabytes long, so a small scanner does the work (about 5x faster than
-// encoding/json's token stream on a photo); anything it does not expect,
-// like a nested value, goes to the general decoder, which gives the verdict.
-func decodeObject(r io.Reader, allowed ...string) (object, fieldErrors, error) {
-	body, err := io.ReadAll(r)
-	if err != nil {
-		// A read error (e.g. *http.MaxBytesError): keep it for the HTTP layer.
-		return nil, nil, fmt.Errorf("reading body: %w", err)
-	}
-	if obj, fe, err, ok := scanObject(body, allowed); ok {
-		return obj, fe, err
-	}
-	return decodeObjectStream(bytes.NewReader(body), allowed...)
-}
-
-// scanObject parses a flat JSON object of scalar values. ok is false when
-// the body holds something it leaves to the general decoder.
-func scanObject(b []byte, allowed []string) (obj object, fe fieldErrors, err error, ok bool) {
-	s := scanner{b: b}
-	s.ws()
-	if s.i == len(b) {
-		return nil, nil, errors.New("body is empty or truncated JSON"), true
-	}
-	if b[s.i] != '{' {
-		return nil, nil, nil, false
-	}
-	s.i++
-	obj = make(object, len(allowed))
-	s.ws()
-	if s.peek() == '}' {
-		s.i++
-	} else {
-		for {
-			s.ws()
-			rawKey, ok := s.str()
-			if !ok {
-				return nil, nil, nil, false
-			}
-			key, ok := unquote(rawKey)
-			if !ok {
-				return nil, nil, nil, false
-			}
-			s.ws()
-			if s.peek() != ':' {
-				return nil, nil, nil, false
-			}
-			s.i++
-			s.ws()
-			var raw []byte
-			switch s.peek() {
-			case '"':
-				raw, ok = s.str()
-			case '{', '[', 0:
-				ok = false
-			default:
-				raw, ok = s.scalar()
-			}
-			if !ok {
-				return nil, nil, nil, false
-			}
-			obj.put(key, raw, allowed, &fe)
-			s.ws()
-			c := s.peek()
-			s.i++
-			if c == '}' {
-				break
-			}
-			if c != ',' {
-				return nil, nil, nil, false
-			}
-		}
-	}
-	s.ws()
-	if s.i != len(b) {
-		return nil, nil, errors.New("body must hold exactly one JSON object (trailing data found)"), true
-	}
-	return obj, fe, nil, true
-}
-
-// scanner walks a JSON text; every method leaves i after what it read.
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) peek() byte {
-	if s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-// str reads a string and returns it with its quotes. Escapes are checked
-// only for being well formed (by encoding/json, when there are any).
-func (s *scanner) str() ([]byte, bool) {
-	if s.peek() != '"' {
-		return nil, false
-	}
-	start := s.i
-	escaped := false
-	for j := s.i + 1; j < len(s.b); j++ {
-		switch c := s.b[j]; {
-		case c == '"':
-			s.i = j + 1
-			raw := s.b[start:s.i]
-			return raw, !escaped || json.Valid(raw)
-		case c == '\\':
-			escaped = true
-			j++ // the escaped byte; \uXXXX is checked by json.Valid
-		case c < 0x20:
-			return nil, false
-		}
-	}
-	return nil, false
-}
-
-// scalar reads a number, true, false or null.
-func (s *scanner) scalar() ([]byte, bool) {
-	start := s.i
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ',', '}', ' ', '\t', '\n', '\r':
-			tok := s.b[start:s.i]
-			return tok, len(tok) > 0 && json.Valid(tok)
-		}
-		s.i++
-	}
-	return nil, false
-}
-
-// unquote turns a scanned string into its value.
-func unquote(raw []byte) (string, bool) {
-	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
-		return string(raw[1 : len(raw)-1]), true
-	}
-	var v string
-	return v, json.Unmarshal(raw, &v) == nil
-}
-
-// decodeObjectStream is decodeObject on encoding/json's token stream: the
-// general path, for bodies the scanner leaves alone.
-func decodeObjectStream(r io.Reader, allowed ...string) (object, fieldErrors, error) {
-	dec := json.NewDecoder(r)
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, nil, bodyErr(err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, nil, errors.New("body must be a JSON object")
-	}
-	obj := make(object, len(allowed))
-	var fe fieldErrors
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil, bodyErr(err)
-		}
-		key := tok.(string) // inside an object the decoder only yields string keys here
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return nil, nil, bodyErr(err)
-		}
-		obj.put(key, raw, allowed, &fe)
-	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, nil, bodyErr(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, nil, errors.New("body must hold exactly one JSON object (trailing data found)")
-	}
-	return obj, fe, nil
-}
-
-func bodyErr(err error) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return errors.New("body is empty or truncated JSON")
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Errorf("body is not valid JSON (offset %d)", se.Offset)
-	}
-	var ute *json.UnmarshalTypeError
-	if errors.As(err, &ute) {
-		return errors.New("body is not valid JSON")
-	}
-	// A read error (e.g. *http.MaxBytesError): keep it for the HTTP layer.
-	return fmt.Errorf("reading body: %w", err)
-}
-
-// put records one member of the object: an unknown or repeated key is a
-// field error, not a value.
-func (o object) put(key string, raw []byte, allowed []string, fe *fieldErrors) {
-	switch {
-	case !contains(allowed, key):
-		fe.add(key, "is not a known field")
-	case o[key] != nil:
-		fe.add(key, "appears more than once")
-	default:
-		o[key] = raw
-	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func (fe fieldErrors) has(field string) bool {
-	for _, f := range fe {
-		if f.Field == field {
-			return true
-		}
-	}
-	return false
 }
 
 // meta parses device_id and timestamp, the fields every request shares.
@@ -469,19 +256,4 @@ func (o object) number(field string, fe *fieldErrors) float64 {
 		return 0
 	}
 	return f
-}
-
-// strictUnmarshal decodes one JSON value rejecting unknown fields and
-// trailing data.
-func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	// More() is false before a stray '}' or ']'; only EOF proves the end.
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("trailing data after message")
-	}
-	return nil
 }

@@ -73,7 +73,7 @@ func FuzzDecodeGyroscope(f *testing.F) {
 		`{"x":1,"x":2}`, `{"w":1}`, `{} {}`, `[]`, ``, `{"x":1e400}`,
 	)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		g, err := DecodeGyroscope(bytes.NewReader(body), testNow, fuzzLim)
+		g, err := Decode[Gyroscope](bytes.NewReader(body), testNow, fuzzLim)
 		if err != nil {
 			checkRefusal(t, err)
 			return
@@ -90,7 +90,7 @@ func FuzzDecodeGPS(f *testing.F) {
 		`{"device_id":"d","timestamp":1.7643e9,"latitude":"1","longitude":null}`,
 	)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		g, err := DecodeGPS(bytes.NewReader(body), testNow, fuzzLim)
+		g, err := Decode[GPS](bytes.NewReader(body), testNow, fuzzLim)
 		if err != nil {
 			checkRefusal(t, err)
 			return
@@ -113,7 +113,7 @@ func FuzzDecodePhotoJSON(f *testing.F) {
 		`{"device_id":"d","timestamp":1764324000,"photo":42}`,
 	)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p, err := DecodePhotoJSON(bytes.NewReader(body), testNow, fuzzLim)
+		p, err := Decode[Photo](bytes.NewReader(body), testNow, fuzzLim)
 		if err != nil {
 			checkRefusal(t, err)
 			return
@@ -157,7 +157,7 @@ func FuzzTimestamp(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		g, err := DecodeGPS(io.MultiReader(strings.NewReader(`{"device_id":"d","latitude":0,"longitude":0,"timestamp":`), strings.NewReader(raw), strings.NewReader(`}`)), testNow, fuzzLim)
+		g, err := Decode[GPS](io.MultiReader(strings.NewReader(`{"device_id":"d","latitude":0,"longitude":0,"timestamp":`), strings.NewReader(raw), strings.NewReader(`}`)), testNow, fuzzLim)
 		if err != nil {
 			checkRefusal(t, err)
 			return

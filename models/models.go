@@ -7,7 +7,6 @@
 package models
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -86,7 +85,47 @@ type Photo struct {
 	Image       []byte `json:"image"`
 }
 
-// validateMeta checks the fields every message shares. It is used by the
+// Reading is the constraint of generic code over the reading types; Type is
+// a value method, so even the zero value names its type (see TypeOf).
+type Reading interface {
+	Gyroscope | GPS | Photo
+	Type() Type
+}
+
+// Message is a pointer to a Reading (*Gyroscope, *GPS or *Photo): what
+// generic code needs to fill, check and route one. Go has no field access on
+// type parameters, so the shared Meta is reached through Envelope.
+//
+// A generic function takes both: func f[T Reading, P Message[T]](…); callers
+// name T (or pass a value it is inferred from) and P is inferred.
+type Message[T Reading] interface {
+	*T
+	Type() Type
+	Envelope() *Meta
+	Validate(Limits) error
+	requestDecoder[T]
+}
+
+// TypeOf is the Type of reading type T.
+func TypeOf[T Reading]() Type {
+	var v T
+	return v.Type()
+}
+
+// Type is TypeGyroscope.
+func (Gyroscope) Type() Type { return TypeGyroscope }
+
+// Type is TypeGPS.
+func (GPS) Type() Type { return TypeGPS }
+
+// Type is TypePhoto.
+func (Photo) Type() Type { return TypePhoto }
+
+// Envelope returns m itself. Promoted to *Gyroscope, *GPS and *Photo, it is
+// how generic code reaches the fields every reading carries.
+func (m *Meta) Envelope() *Meta { return m }
+
+// validate checks the fields every message shares. It is used by the
 // worker, so the "future" bound is relative to when the API received the
 // reading, which keeps the verdict the same on every redelivery.
 func (m *Meta) validate(lim Limits, fe *fieldErrors) {
@@ -140,37 +179,4 @@ func (p *Photo) Validate(lim Limits) error {
 		fe.add("content_type", fmt.Sprintf("is %q but the image is %s", p.ContentType, ct))
 	}
 	return fe.err("models.Photo.Validate")
-}
-
-// Unmarshal decodes a queue message of type t strictly (unknown fields are an
-// error) and validates it. The result is *Gyroscope, *GPS or *Photo.
-func Unmarshal(t Type, data []byte, lim Limits) (any, error) {
-	const op = "models.Unmarshal"
-	var v interface{ Validate(Limits) error }
-	switch t {
-	case TypeGyroscope:
-		v = new(Gyroscope)
-	case TypeGPS:
-		v = new(GPS)
-	case TypePhoto:
-		v = new(Photo)
-	default:
-		return nil, ierr.Errorf(ierr.Invalid, op, "unknown telemetry type %q", t)
-	}
-	if err := strictUnmarshal(data, v); err != nil {
-		return nil, ierr.E(ierr.Invalid, op, err)
-	}
-	if err := v.Validate(lim); err != nil {
-		return nil, err
-	}
-	return v, nil
-}
-
-// Marshal encodes a message for the queue.
-func Marshal(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, ierr.E(ierr.Internal, "models.Marshal", err)
-	}
-	return b, nil
 }

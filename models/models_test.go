@@ -48,14 +48,14 @@ func fieldsOf(err error) []string {
 }
 
 func TestDecodeGyroscope(t *testing.T) {
-	g, err := DecodeGyroscope(strings.NewReader(`{"device_id":"00:0A:95:9D:68:16","timestamp":"2026-11-28T07:00:00-03:00","x":0.98,"y":-0.45,"z":0}`), testNow, testLim)
+	g, err := Decode[Gyroscope](strings.NewReader(`{"device_id":"00:0A:95:9D:68:16","timestamp":"2026-11-28T07:00:00-03:00","x":0.98,"y":-0.45,"z":0}`), testNow, testLim)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if g.DeviceID != "00:0a:95:9d:68:16" || !g.RecordedAt.Equal(testNow) || g.RecordedAt.Location() != time.UTC || g.X != 0.98 || g.Y != -0.45 || g.Z != 0 {
 		t.Errorf("decoded %+v", g)
 	}
-	_, err = DecodeGyroscope(strings.NewReader(`{"x":"1","y":null,"w":2}`), testNow, testLim)
+	_, err = Decode[Gyroscope](strings.NewReader(`{"x":"1","y":null,"w":2}`), testNow, testLim)
 	if got := fieldsOf(err); !slices.Equal(got, []string{"w", "device_id", "timestamp", "x", "y", "z"}) {
 		t.Errorf("fields = %v (%v)", got, err)
 	}
@@ -81,7 +81,7 @@ func TestDecodeGPS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.lat+","+tt.lon, func(t *testing.T) {
 			body := fmt.Sprintf(`{"device_id":"d","timestamp":1764324000,"latitude":%s,"longitude":%s}`, tt.lat, tt.lon)
-			g, err := DecodeGPS(strings.NewReader(body), testNow, testLim)
+			g, err := Decode[GPS](strings.NewReader(body), testNow, testLim)
 			if got := fieldsOf(err); !slices.Equal(got, tt.fields) {
 				t.Fatalf("fields = %v, want %v", got, tt.fields)
 			}
@@ -94,12 +94,12 @@ func TestDecodeGPS(t *testing.T) {
 
 func TestDecodeBodyErrors(t *testing.T) {
 	for _, body := range []string{``, `{`, `[]`, `null`, `{"device_id":"d"} {}`, `{"device_id":"d"}]`, `{"a":1,}`, `{"x":NaN}`} {
-		_, err := DecodeGPS(strings.NewReader(body), testNow, testLim)
+		_, err := Decode[GPS](strings.NewReader(body), testNow, testLim)
 		if !ierr.Is(err, ierr.Invalid) || len(ierr.FieldsOf(err)) != 0 {
 			t.Errorf("%q: err = %v, want a body-level Invalid error", body, err)
 		}
 	}
-	_, err := DecodeGPS(strings.NewReader(`{"latitude":1,"latitude":2,"longitude":1,"device_id":"d","timestamp":1764324000}`), testNow, testLim)
+	_, err := Decode[GPS](strings.NewReader(`{"latitude":1,"latitude":2,"longitude":1,"device_id":"d","timestamp":1764324000}`), testNow, testLim)
 	if got := fieldsOf(err); !slices.Equal(got, []string{"latitude"}) {
 		t.Errorf("duplicate key: fields = %v", got)
 	}
@@ -132,7 +132,7 @@ func TestTimestamps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
-			g, err := DecodeGPS(strings.NewReader(`{"device_id":"d","latitude":1,"longitude":1,"timestamp":`+tt.raw+`}`), testNow, testLim)
+			g, err := Decode[GPS](strings.NewReader(`{"device_id":"d","latitude":1,"longitude":1,"timestamp":`+tt.raw+`}`), testNow, testLim)
 			if tt.ok != (err == nil) {
 				t.Fatalf("err = %v", err)
 			}
@@ -147,7 +147,7 @@ func TestTimestamps(t *testing.T) {
 	t.Run("configurable skew", func(t *testing.T) {
 		lim := testLim
 		lim.MaxFutureSkew = time.Hour
-		if _, err := DecodeGPS(strings.NewReader(`{"device_id":"d","latitude":1,"longitude":1,"timestamp":"2026-11-28T10:59:00Z"}`), testNow, lim); err != nil {
+		if _, err := Decode[GPS](strings.NewReader(`{"device_id":"d","latitude":1,"longitude":1,"timestamp":"2026-11-28T10:59:00Z"}`), testNow, lim); err != nil {
 			t.Error(err)
 		}
 	})
@@ -191,7 +191,7 @@ func TestDecodePhotoJSON(t *testing.T) {
 		"data noct": "data:;base64," + std,
 	} {
 		t.Run(name, func(t *testing.T) {
-			p, err := DecodePhotoJSON(strings.NewReader(body(enc)), testNow, testLim)
+			p, err := Decode[Photo](strings.NewReader(body(enc)), testNow, testLim)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,7 +201,7 @@ func TestDecodePhotoJSON(t *testing.T) {
 		})
 	}
 	t.Run("png", func(t *testing.T) {
-		p, err := DecodePhotoJSON(strings.NewReader(body(base64.StdEncoding.EncodeToString(png))), testNow, testLim)
+		p, err := Decode[Photo](strings.NewReader(body(base64.StdEncoding.EncodeToString(png))), testNow, testLim)
 		if err != nil || p.ContentType != ContentTypePNG {
 			t.Fatalf("%v %s", err, p.ContentType)
 		}
@@ -221,7 +221,7 @@ func TestDecodePhotoJSON(t *testing.T) {
 	}
 	for _, tt := range kinds {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := DecodePhotoJSON(strings.NewReader(tt.body), testNow, testLim)
+			_, err := Decode[Photo](strings.NewReader(tt.body), testNow, testLim)
 			if ierr.KindOf(err) != tt.kind || !slices.Equal(fieldsOf(err), tt.fields) {
 				t.Errorf("err = %v (kind %v), want kind %v fields %v", err, ierr.KindOf(err), tt.kind, tt.fields)
 			}
@@ -294,6 +294,23 @@ func TestUnmarshalRejects(t *testing.T) {
 	photo, _ := Marshal(&Photo{Meta: meta, ContentType: ContentTypePNG, Image: jpeg})
 	if _, err := Unmarshal(TypePhoto, photo, testLim); !slices.Equal(fieldsOf(err), []string{"content_type"}) {
 		t.Errorf("content type mismatch: %v", err)
+	}
+}
+
+func TestUnmarshalAs(t *testing.T) {
+	meta := Meta{MessageID: uuid.Must(uuid.NewV7()), Actor: "phone", ReceivedAt: testNow, DeviceID: "d", RecordedAt: testNow}
+	data, _ := Marshal(&GPS{Meta: meta, Latitude: 1, Longitude: 2})
+	g, err := UnmarshalAs[GPS](data, testLim)
+	if err != nil || g.Meta != meta || g.Latitude != 1 || g.Longitude != 2 {
+		t.Fatalf("%+v %v", g, err)
+	}
+	if _, err := UnmarshalAs[Gyroscope](data, testLim); !ierr.Is(err, ierr.Invalid) {
+		t.Errorf("a GPS message read as gyroscope: %v", err)
+	}
+	for want, got := range map[Type]Type{TypeGyroscope: TypeOf[Gyroscope](), TypeGPS: TypeOf[GPS](), TypePhoto: TypeOf[Photo]()} {
+		if got != want {
+			t.Errorf("TypeOf = %s, want %s", got, want)
+		}
 	}
 }
 

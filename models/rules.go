@@ -36,6 +36,15 @@ func (fe *fieldErrors) longitude(v float64) {
 	}
 }
 
+func (fe fieldErrors) has(field string) bool {
+	for _, f := range fe {
+		if f.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
 func (fe fieldErrors) err(op string) error {
 	if len(fe) == 0 {
 		return nil

@@ -14,35 +14,33 @@ import (
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
-// batchKind is what the batch loop needs to know about one reading type.
-type batchKind[T any] struct {
-	typ    models.Type
-	insert func(context.Context, []T) ([]uuid.UUID, error)
-	id     func(*T) uuid.UUID
-}
-
 // received is a message and when it reached the worker.
 type received struct {
 	msg jetstream.Msg
 	at  time.Time
 }
 
-// runBatches consumes one GPS or gyroscope queue until ctx is done (work is
-// the hard stop that bounds what follows, see attempt): messages
-// are collected into a batch that is written when it holds BatchSize
-// messages or its first message has waited BatchLinger. On shutdown it stops
-// pulling, writes what it already holds (the open batch and the client
-// buffer), acknowledges it, and returns nil.
-func runBatches[T any](ctx, work context.Context, w *worker, k batchKind[T]) error {
-	cons, err := w.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(k.typ))
+// insertBatch stores a batch of readings and returns the message ids it
+// inserted (storage.Store.InsertGPS, InsertGyroscope).
+type insertBatch[T models.Reading] func(context.Context, []T) ([]uuid.UUID, error)
+
+// runBatches consumes the queue of reading type T (GPS or gyroscope) until
+// ctx is done (work is the hard stop that bounds what follows, see attempt):
+// messages are collected into a batch that is written with insert when it
+// holds BatchSize messages or its first message has waited BatchLinger. On
+// shutdown it stops pulling, writes what it already holds (the open batch
+// and the client buffer), acknowledges it, and returns nil.
+func runBatches[T models.Reading, P models.Message[T]](ctx, work context.Context, w *worker, insert insertBatch[T]) error {
+	typ := models.TypeOf[T]()
+	cons, err := w.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(typ))
 	if err != nil {
-		return fmt.Errorf("%s consumer: %w", k.typ, err)
+		return fmt.Errorf("%s consumer: %w", typ, err)
 	}
 	// Two batches in the client buffer keep the next batch ready while one
 	// is being written.
 	it, err := cons.Messages(jetstream.PullMaxMessages(min(2*w.cfg.BatchSize, w.cfg.Topology.MaxAckPending)))
 	if err != nil {
-		return fmt.Errorf("%s consumer: %w", k.typ, err)
+		return fmt.Errorf("%s consumer: %w", typ, err)
 	}
 	defer it.Stop()
 	stopPulling := context.AfterFunc(ctx, it.Drain)
@@ -71,7 +69,7 @@ func runBatches[T any](ctx, work context.Context, w *worker, k batchKind[T]) err
 	flush := func() {
 		linger.Stop()
 		if len(batch) > 0 {
-			flushBatch(ctx, work, w, k, batch)
+			flushBatch[T, P](ctx, work, w, insert, batch)
 			batch = nil
 		}
 	}
@@ -82,7 +80,7 @@ func runBatches[T any](ctx, work context.Context, w *worker, k batchKind[T]) err
 				flush()
 				select {
 				case err := <-readErr:
-					return fmt.Errorf("%s consumer: %w", k.typ, err)
+					return fmt.Errorf("%s consumer: %w", typ, err)
 				default:
 					return nil
 				}
@@ -103,8 +101,9 @@ func runBatches[T any](ctx, work context.Context, w *worker, k batchKind[T]) err
 // flushBatch validates a batch, writes the valid messages in one
 // transaction, and only after the commit acknowledges them (stored or
 // duplicate). Invalid messages are dead-lettered on their own.
-func flushBatch[T any](ctx, work context.Context, w *worker, k batchKind[T], batch []received) {
-	w.metrics.batchSize.WithLabelValues(string(k.typ)).Observe(float64(len(batch)))
+func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context, w *worker, insert insertBatch[T], batch []received) {
+	typ := models.TypeOf[T]()
+	w.metrics.batchSize.WithLabelValues(string(typ)).Observe(float64(len(batch)))
 	sctx, cancel := settleContext(work)
 	defer cancel()
 	var (
@@ -112,12 +111,12 @@ func flushBatch[T any](ctx, work context.Context, w *worker, k batchKind[T], bat
 		good  []received
 	)
 	for _, r := range batch {
-		v, err := models.Unmarshal(k.typ, r.msg.Data(), w.cfg.Limits)
+		v, err := models.UnmarshalAs[T, P](r.msg.Data(), w.cfg.Limits)
 		if err != nil {
-			w.settle(sctx, k.typ, r.msg, err)
+			w.settle(sctx, typ, r.msg, err)
 			continue
 		}
-		items = append(items, *v.(*T))
+		items = append(items, v)
 		good = append(good, r)
 	}
 	if len(items) == 0 {
@@ -128,9 +127,9 @@ func flushBatch[T any](ctx, work context.Context, w *worker, k batchKind[T], bat
 		msgs[i] = r.msg
 	}
 	var inserted []uuid.UUID
-	err := w.attempt(ctx, work, k.typ, msgs, func(actx context.Context) error {
+	err := w.attempt(ctx, work, typ, msgs, func(actx context.Context) error {
 		var err error
-		inserted, err = k.insert(actx, items)
+		inserted, err = insert(actx, items)
 		return err
 	})
 	if err != nil {
@@ -138,16 +137,16 @@ func flushBatch[T any](ctx, work context.Context, w *worker, k batchKind[T], bat
 			// The schema refused a row that validation let through: write the
 			// messages one by one so only the culprit is dead-lettered.
 			for i := range items {
-				flushBatch(ctx, work, w, k, good[i:i+1])
+				flushBatch[T, P](ctx, work, w, insert, good[i:i+1])
 			}
 			return
 		}
 		var delay time.Duration
 		for _, r := range good {
-			delay = max(delay, w.settle(sctx, k.typ, r.msg, err))
+			delay = max(delay, w.settle(sctx, typ, r.msg, err))
 		}
 		if delay > 0 {
-			w.log.Warn("batch not stored; will be retried", "type", k.typ, "messages", len(good), "retry_in_max", delay, "err", err)
+			w.log.Warn("batch not stored; will be retried", "type", typ, "messages", len(good), "retry_in_max", delay, "err", err)
 		}
 		return
 	}
@@ -157,7 +156,7 @@ func flushBatch[T any](ctx, work context.Context, w *worker, k batchKind[T], bat
 	}
 	stored, dup := 0, 0
 	for i, r := range good {
-		id := k.id(&items[i])
+		id := P(&items[i]).Envelope().MessageID
 		if isNew[id] {
 			stored++
 			delete(isNew, id) // the same message twice in a batch: the second is a duplicate
@@ -167,18 +166,18 @@ func flushBatch[T any](ctx, work context.Context, w *worker, k batchKind[T], bat
 		// Committed: a lost ack only means a redelivery that the unique
 		// message_id turns into a counted duplicate.
 		if err := r.msg.Ack(); err != nil {
-			w.log.Debug("ack not sent", "type", k.typ, "err", err)
+			w.log.Debug("ack not sent", "type", typ, "err", err)
 		}
 	}
 	// One round trip makes sure the server has read every ack of the batch.
 	if err := w.nc.FlushWithContext(sctx); err != nil {
-		w.log.Warn("acks of a stored batch may be lost; the messages will come back as duplicates", "type", k.typ, "err", err)
+		w.log.Warn("acks of a stored batch may be lost; the messages will come back as duplicates", "type", typ, "err", err)
 	}
 	now := time.Now()
 	for _, r := range good {
-		w.metrics.latency.WithLabelValues(string(k.typ)).Observe(now.Sub(r.at).Seconds())
+		w.metrics.latency.WithLabelValues(string(typ)).Observe(now.Sub(r.at).Seconds())
 	}
-	w.metrics.count(k.typ, outcomeStored, stored)
-	w.metrics.count(k.typ, outcomeDuplicate, dup)
-	w.log.Debug("batch stored", "type", k.typ, "stored", stored, "duplicates", dup, "took", now.Sub(batch[0].at))
+	w.metrics.count(typ, outcomeStored, stored)
+	w.metrics.count(typ, outcomeDuplicate, dup)
+	w.log.Debug("batch stored", "type", typ, "stored", stored, "duplicates", dup, "took", now.Sub(batch[0].at))
 }

@@ -71,12 +71,11 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 	// analysed; restart its ack timer so the whole AckWait is left for it and
 	// it is not redelivered to another worker mid-analysis.
 	_ = m.InProgress()
-	v, err := models.Unmarshal(t, m.Data(), w.cfg.Limits)
+	p, err := models.UnmarshalAs[models.Photo](m.Data(), w.cfg.Limits)
 	if err != nil {
 		w.settle(sctx, t, m, err)
 		return
 	}
-	p := v.(*models.Photo)
 	var inserted bool
 	err = w.attempt(ctx, work, t, []jetstream.Msg{m}, func(actx context.Context) error {
 		// A redelivered photo that was stored is not analysed again: indexing

@@ -168,12 +168,10 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 		return admin.Shutdown(sctx)
 	})
 	g.Go(func() error {
-		return runBatches(gctx, work, w, batchKind[models.GPS]{typ: models.TypeGPS, insert: w.store.InsertGPS,
-			id: func(g *models.GPS) uuid.UUID { return g.MessageID }})
+		return runBatches(gctx, work, w, w.store.InsertGPS)
 	})
 	g.Go(func() error {
-		return runBatches(gctx, work, w, batchKind[models.Gyroscope]{typ: models.TypeGyroscope, insert: w.store.InsertGyroscope,
-			id: func(g *models.Gyroscope) uuid.UUID { return g.MessageID }})
+		return runBatches(gctx, work, w, w.store.InsertGyroscope)
 	})
 	g.Go(func() error { return w.runPhotos(gctx, work) })
 	g.Go(func() error { w.pollLag(gctx); return nil })
