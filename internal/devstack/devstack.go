@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/challenge-v3/challenge-v3/api"
@@ -86,9 +87,43 @@ func ConfigFromEnv(getenv config.Getenv) Config {
 }
 
 // Run starts the stack and blocks until ctx is cancelled (Ctrl-C) or a part
-// fails; it then stops the API and the worker, then NATS, then the
-// PostgreSQL cluster if it started one.
+// fails; it then stops the API and the worker, the Rekognition emulator, the
+// PostgreSQL cluster if it started one, and NATS last.
 func Run(ctx context.Context, cfg Config) (err error) {
+	s := &stack{cfg: withDefaults(cfg)}
+	s.log = s.logger("devstack", slog.LevelInfo)
+	defer func() {
+		// Ctrl-C is how the dev stack is meant to end, during start-up too.
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			err = nil
+		}
+	}()
+
+	// A step that starts something defers its stop as soon as it has
+	// succeeded, so whichever step fails, what already runs is stopped, in
+	// reverse order: NATS starts first and stops last.
+	if err := s.prepareState(); err != nil {
+		return err
+	}
+	if err := s.startNATS(); err != nil {
+		return err
+	}
+	defer s.stopNATS()
+	if err := s.startPostgres(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		if stopErr := s.stopPostgres(); stopErr != nil {
+			err = errors.Join(err, stopErr) // Run's result
+		}
+	}()
+	s.rekog = startRekognition(s.cfg.Getenv)
+	defer s.rekog.close()
+	return s.runAPIAndWorker(ctx)
+}
+
+// withDefaults fills in the Config fields a caller may leave zero.
+func withDefaults(cfg Config) Config {
 	if cfg.Getenv == nil {
 		// The caller's environment comes from cmd/dev (ConfigFromEnv with
 		// os.Getenv); the dev stack never reads the process's itself.
@@ -100,91 +135,105 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if cfg.LogOutput == nil {
 		cfg.LogOutput = os.Stderr
 	}
-	newLogger := func(component string, level slog.Level) *slog.Logger {
-		h := slog.NewTextHandler(cfg.LogOutput, &slog.HandlerOptions{Level: level})
-		return slog.New(h).With("component", component)
-	}
-	log := newLogger("devstack", slog.LevelInfo)
-	defer func() {
-		// Ctrl-C is how the dev stack is meant to end, during start-up too.
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			err = nil
-		}
-	}()
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	return cfg
+}
+
+// stack is what Run's steps have set up so far: each step fills in what the
+// later ones need. The fields do not change once the API and the worker run.
+type stack struct {
+	cfg Config
+	log *slog.Logger
+
+	apiAdmin, workerAdmin string // admin listen addresses, a busy preferred port replaced
+	keys                  keys
+	nats                  *server.Server
+	pg                    *localpg.Cluster // nil when DATABASE_URL names the server
+	dsn                   string
+	rekog                 rekognitionSetup
+}
+
+// logger returns a text logger writing to LogOutput, tagged with component.
+func (s *stack) logger(component string, level slog.Level) *slog.Logger {
+	h := slog.NewTextHandler(s.cfg.LogOutput, &slog.HandlerOptions{Level: level})
+	return slog.New(h).With("component", component)
+}
+
+// prepareState creates the state directory, checks the API address, picks
+// the admin addresses and loads (or generates) the keys kept under Dir; it
+// starts nothing, so a failure here leaves nothing to stop.
+func (s *stack) prepareState() error {
+	if err := os.MkdirAll(s.cfg.Dir, 0o755); err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
-	if err := checkListenAddr(cfg.HTTPAddr); err != nil {
-		return fmt.Errorf("devstack: API address %s is taken (set HTTP_ADDR to another one): %w", cfg.HTTPAddr, err)
+	if err := checkListenAddr(s.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("devstack: API address %s is taken (set HTTP_ADDR to another one): %w", s.cfg.HTTPAddr, err)
 	}
-	apiAdmin, err := freeAddr(cfg.APIAdminAddr)
+	var err error
+	if s.apiAdmin, err = freeAddr(s.cfg.APIAdminAddr); err != nil {
+		return err
+	}
+	if s.workerAdmin, err = freeAddr(s.cfg.WorkerAdminAddr); err != nil {
+		return err
+	}
+	s.keys, err = loadKeys(s.cfg.Dir, s.cfg.Getenv)
+	return err
+}
+
+// startNATS starts the embedded NATS server, its JetStream store under
+// Dir/nats.
+func (s *stack) startNATS() error {
+	ns, err := startNATSServer(filepath.Join(s.cfg.Dir, "nats"), s.cfg.NATSPort, s.cfg.Getenv("LOG_LEVEL") == "debug")
 	if err != nil {
 		return err
 	}
-	workerAdmin, err := freeAddr(cfg.WorkerAdminAddr)
+	s.nats = ns
+	s.log.Info("NATS with JetStream started", "url", ns.ClientURL(), "store", ns.StoreDir())
+	return nil
+}
+
+func (s *stack) stopNATS() {
+	s.nats.Shutdown()
+	s.nats.WaitForShutdown()
+	s.log.Info("NATS stopped")
+}
+
+// startPostgres uses the caller's server (DATABASE_URL), or else our
+// persistent cluster.
+func (s *stack) startPostgres(ctx context.Context) error {
+	if s.cfg.DatabaseURL != "" {
+		s.dsn = s.cfg.DatabaseURL
+		s.log.Info("using PostgreSQL from DATABASE_URL")
+		return nil
+	}
+	pg, err := startCluster(ctx, s.cfg.Dir, s.cfg.PGPort, s.log)
 	if err != nil {
 		return err
 	}
+	s.pg, s.dsn = pg, pg.DSN(DatabaseName)
+	return nil
+}
 
-	// NATS first, stopped last.
-	ns, err := startNATS(filepath.Join(cfg.Dir, "nats"), cfg.NATSPort, cfg.Getenv("LOG_LEVEL") == "debug")
-	if err != nil {
-		return err
+// stopPostgres stops the cluster startPostgres started, if any.
+func (s *stack) stopPostgres() error {
+	if s.pg == nil {
+		return nil
 	}
-	defer func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		log.Info("NATS stopped")
-	}()
-	natsURL := ns.ClientURL()
-	log.Info("NATS with JetStream started", "url", natsURL, "store", ns.StoreDir())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.pg.Stop(ctx)
+	s.log.Info("PostgreSQL stopped")
+	return err
+}
 
-	// PostgreSQL: the caller's server, or our persistent cluster.
-	dsn := cfg.DatabaseURL
-	if dsn == "" {
-		pg, dsnLocal, pgErr := startPostgres(ctx, cfg.Dir, cfg.PGPort, log)
-		if pgErr != nil {
-			return pgErr
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			if stopErr := pg.Stop(sctx); stopErr != nil {
-				err = errors.Join(err, stopErr) // Run's result
-			}
-			log.Info("PostgreSQL stopped")
-		}()
-		dsn = dsnLocal
-	} else {
-		log.Info("using PostgreSQL from DATABASE_URL")
-	}
-
-	keys, err := loadKeys(cfg.Dir, cfg.Getenv)
-	if err != nil {
-		return err
-	}
-
-	rekog := startRekognition(cfg.Getenv)
-	defer rekog.close()
-
-	apiEnv := overlay(cfg.Getenv, map[string]string{
-		"HTTP_ADDR":  cfg.HTTPAddr,
-		"ADMIN_ADDR": apiAdmin,
-		"NATS_URL":   natsURL,
-		"API_KEYS":   keys.apiKeys,
-	})
-	workerEnv := overlay(cfg.Getenv, mergeMaps(map[string]string{
-		"ADMIN_ADDR":     workerAdmin,
-		"NATS_URL":       natsURL,
-		"DATABASE_URL":   dsn,
-		"ENCRYPTION_KEY": keys.encryptionKey, // "" when the environment has ENCRYPTION_KEY(S)
-	}, rekog.env))
-
-	apiCfg, err := config.LoadAPI(apiEnv)
+// runAPIAndWorker configures the API and the worker through their own config
+// loaders, runs them and prints the banner once both are ready; it returns
+// when either stops (or ctx ends), both stopped.
+func (s *stack) runAPIAndWorker(ctx context.Context) error {
+	apiCfg, err := config.LoadAPI(s.apiEnv())
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
-	workerCfg, err := config.LoadWorker(workerEnv)
+	workerCfg, err := config.LoadWorker(s.workerEnv())
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
@@ -197,52 +246,81 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	// upstream as nats-io/nats-server#8114), which -race reports.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := worker.Run(gctx, workerCfg, newLogger("worker", workerCfg.LogLevel)); err != nil {
+		if err := worker.Run(gctx, workerCfg, s.logger("worker", workerCfg.LogLevel)); err != nil {
 			return fmt.Errorf("worker: %w", err)
 		}
 		return gctx.Err() // returning early without an error still stops the stack
 	})
 	g.Go(func() error {
-		if err := waitHTTP(gctx, "http://"+dialAddr(workerAdmin)+"/healthz", 0); err != nil {
+		if err := waitHTTP(gctx, "http://"+dialAddr(s.workerAdmin)+"/healthz", 0); err != nil {
 			return nil // the stack is stopping; the worker's error says why
 		}
-		if err := api.Run(gctx, apiCfg, newLogger("api", apiCfg.LogLevel)); err != nil {
+		if err := api.Run(gctx, apiCfg, s.logger("api", apiCfg.LogLevel)); err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
 		return gctx.Err()
 	})
 	g.Go(func() error {
-		err := waitHTTP(gctx, "http://"+dialAddr(apiAdmin)+"/readyz", 2*time.Minute)
-		if err == nil {
-			err = waitHTTP(gctx, "http://"+dialAddr(workerAdmin)+"/readyz", 10*time.Second)
-		}
-		if gctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			log.Warn("the API or the worker is not ready yet; printing the banner anyway", "err", err)
-		}
-		printBanner(cfg.Out, banner{
-			apiURL:      "http://" + dialAddr(cfg.HTTPAddr),
-			apiAdmin:    "http://" + dialAddr(apiAdmin),
-			workerAdmin: "http://" + dialAddr(workerAdmin),
-			natsURL:     natsURL,
-			natsStore:   ns.StoreDir(),
-			dsn:         dsn,
-			devKey:      keys.devSecret,
-			rekognition: rekog.describe,
-			now:         time.Now(),
-		})
+		s.printBannerWhenReady(gctx)
 		return nil
 	})
 	err = g.Wait()
-	log.Info("API and worker stopped")
+	s.log.Info("API and worker stopped")
 	return err
 }
 
-// startPostgres starts (initializing on first use) the persistent cluster
+// apiEnv is the API's environment: the caller's, overlaid with the dev
+// stack's addresses and key.
+func (s *stack) apiEnv() config.Getenv {
+	return overlay(s.cfg.Getenv, map[string]string{
+		"HTTP_ADDR":  s.cfg.HTTPAddr,
+		"ADMIN_ADDR": s.apiAdmin,
+		"NATS_URL":   s.nats.ClientURL(),
+		"API_KEYS":   s.keys.apiKeys,
+	})
+}
+
+// workerEnv is the worker's environment: the caller's, overlaid with the dev
+// stack's addresses, database, key and Rekognition settings.
+func (s *stack) workerEnv() config.Getenv {
+	return overlay(s.cfg.Getenv, mergeMaps(map[string]string{
+		"ADMIN_ADDR":     s.workerAdmin,
+		"NATS_URL":       s.nats.ClientURL(),
+		"DATABASE_URL":   s.dsn,
+		"ENCRYPTION_KEY": s.keys.encryptionKey, // "" when the environment has ENCRYPTION_KEY(S)
+	}, s.rekog.env))
+}
+
+// printBannerWhenReady prints the banner once the API and the worker answer
+// /readyz; if they take too long it prints it anyway, with a warning, and if
+// the stack is stopping it prints nothing.
+func (s *stack) printBannerWhenReady(ctx context.Context) {
+	err := waitHTTP(ctx, "http://"+dialAddr(s.apiAdmin)+"/readyz", 2*time.Minute)
+	if err == nil {
+		err = waitHTTP(ctx, "http://"+dialAddr(s.workerAdmin)+"/readyz", 10*time.Second)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		s.log.Warn("the API or the worker is not ready yet; printing the banner anyway", "err", err)
+	}
+	printBanner(s.cfg.Out, banner{
+		apiURL:      "http://" + dialAddr(s.cfg.HTTPAddr),
+		apiAdmin:    "http://" + dialAddr(s.apiAdmin),
+		workerAdmin: "http://" + dialAddr(s.workerAdmin),
+		natsURL:     s.nats.ClientURL(),
+		natsStore:   s.nats.StoreDir(),
+		dsn:         s.dsn,
+		devKey:      s.keys.devSecret,
+		rekognition: s.rekog.describe,
+		now:         time.Now(),
+	})
+}
+
+// startCluster starts (initializing on first use) the persistent cluster
 // under dir/pg and creates the dev database.
-func startPostgres(ctx context.Context, dir string, port int, log *slog.Logger) (*localpg.Cluster, string, error) {
+func startCluster(ctx context.Context, dir string, port int, log *slog.Logger) (*localpg.Cluster, error) {
 	if port != 0 && !localpg.PortFree(port) {
 		log.Info("PostgreSQL port busy, picking a free one", "port", port)
 		port = 0
@@ -250,15 +328,15 @@ func startPostgres(ctx context.Context, dir string, port int, log *slog.Logger) 
 	t0 := time.Now()
 	pg, err := localpg.Start(ctx, localpg.Options{Dir: filepath.Join(dir, "pg"), Port: port, Persistent: true})
 	if err != nil {
-		return nil, "", fmt.Errorf("devstack: PostgreSQL (set DATABASE_URL to use an existing server instead): %w", err)
+		return nil, fmt.Errorf("devstack: PostgreSQL (set DATABASE_URL to use an existing server instead): %w", err)
 	}
 	if err := pg.CreateDatabase(ctx, DatabaseName); err != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return nil, "", errors.Join(fmt.Errorf("devstack: %w", err), pg.Stop(sctx))
+		return nil, errors.Join(fmt.Errorf("devstack: %w", err), pg.Stop(sctx))
 	}
 	log.Info("PostgreSQL started", "port", pg.Port(), "data", pg.DataDir(), "took", time.Since(t0).Round(time.Millisecond))
-	return pg, pg.DSN(DatabaseName), nil
+	return pg, nil
 }
 
 // overlay returns a Getenv that answers from m first (non-empty values

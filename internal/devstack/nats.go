@@ -10,10 +10,10 @@ import (
 	"github.com/challenge-v3/challenge-v3/messaging"
 )
 
-// startNATS starts an embedded NATS server with JetStream on 127.0.0.1,
+// startNATSServer starts an embedded NATS server with JetStream on 127.0.0.1,
 // on port (or a free one if it is busy), storing streams under storeDir so
 // accepted but unprocessed readings survive a restart.
-func startNATS(storeDir string, port int, verbose bool) (*server.Server, error) {
+func startNATSServer(storeDir string, port int, verbose bool) (*server.Server, error) {
 	if err := os.MkdirAll(storeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("devstack: %w", err)
 	}
