@@ -2,17 +2,13 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/challenge-v3/challenge-v3/messaging"
 )
@@ -25,34 +21,9 @@ const (
 	probeTimeout  = 800 * time.Millisecond // under Kubernetes' default 1 s probe timeout
 )
 
-func adminHandler(reg *prometheus.Registry, rd *readiness) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeStatus(w, http.StatusOK, "ok", "")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := rd.check(r.Context()); err != nil {
-			writeStatus(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-			return
-		}
-		writeStatus(w, http.StatusOK, "ready", "")
-	})
-	return mux
-}
-
-func writeStatus(w http.ResponseWriter, code int, status, reason string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(struct {
-		Status string `json:"status"`
-		Reason string `json:"reason,omitempty"`
-	}{status, reason})
-}
-
-// readiness answers /readyz: not draining, NATS connected, and the
-// TELEMETRY stream answering its info request.
+// readiness answers /readyz (check is the metrics.ReadyFunc the admin
+// server calls): not draining, NATS connected, and the TELEMETRY stream
+// answering its info request.
 type readiness struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream

@@ -15,13 +15,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/challenge-v3/challenge-v3/config"
 	"github.com/challenge-v3/challenge-v3/handlers"
 	"github.com/challenge-v3/challenge-v3/messaging"
+	"github.com/challenge-v3/challenge-v3/metrics"
 )
 
 // Server is the ingest API with its listeners bound and NATS connected.
@@ -92,14 +91,10 @@ func New(ctx context.Context, cfg config.API, log *slog.Logger) (_ *Server, err 
 		return nil, fmt.Errorf("api: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
+	reg := metrics.NewRegistry()
 	h, err := handlers.New(cfg, pub, reg, log)
 	if err != nil {
-		return nil, fmt.Errorf("api: metrics: %w", err)
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.ready = &readiness{nc: s.nc, js: js}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
@@ -114,15 +109,7 @@ func New(ctx context.Context, cfg config.API, log *slog.Logger) (_ *Server, err 
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       errLog,
 	}
-	s.admin = &http.Server{
-		Handler:           adminHandler(reg, s.ready),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          errLog,
-	}
+	s.admin = metrics.NewServer(reg, s.ready.check, log)
 	var lc net.ListenConfig
 	if s.ln, err = lc.Listen(ctx, "tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("api: HTTP_ADDR: %w", err)

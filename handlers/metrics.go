@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -8,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the API's own series; Run registers them with the Go runtime
-// and process collectors on one registry.
+// metrics are the API's own series, registered on the registry api.New
+// creates (metrics.NewRegistry, which holds the Go and process ones).
 type metrics struct {
 	requests       *prometheus.CounterVec
 	duration       *prometheus.HistogramVec
@@ -50,7 +51,7 @@ func newMetrics(reg prometheus.Registerer, trackedClients func() float64) (*metr
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.publish, m.rateLimited, m.authFailures, m.trackedClients} {
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("register api metrics: %w", err)
 		}
 	}
 	for _, reason := range []string{"missing", "invalid", "forbidden"} {

@@ -1,8 +1,9 @@
 package worker
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/challenge-v3/challenge-v3/models"
 )
@@ -15,8 +16,9 @@ const (
 	outcomeRetried      = "retried"
 )
 
-// metrics of the worker, registered on the registry Run creates.
-type metrics struct {
+// consumerMetrics are the worker's own series, registered on the registry
+// Run creates (metrics.NewRegistry, which holds the Go and process ones).
+type consumerMetrics struct {
 	messages   *prometheus.CounterVec   // worker_messages_total{type,outcome}
 	latency    *prometheus.HistogramVec // worker_message_processing_seconds{type}
 	batchSize  *prometheus.HistogramVec // worker_batch_size{type}
@@ -26,8 +28,8 @@ type metrics struct {
 	dlq        prometheus.Gauge         // worker_dlq_messages
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
+func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
+	m := &consumerMetrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_messages_total",
 			Help: "Telemetry messages handled, by type and outcome (stored, duplicate, dead_lettered, retried).",
@@ -59,8 +61,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Messages currently in the TELEMETRY_DLQ stream (polled); alert when it grows.",
 		}),
 	}
-	reg.MustRegister(m.messages, m.latency, m.batchSize, m.pending, m.ackPending, m.paused, m.dlq,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, c := range []prometheus.Collector{m.messages, m.latency, m.batchSize, m.pending, m.ackPending, m.paused, m.dlq} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register worker metrics: %w", err)
+		}
+	}
 	for _, t := range models.Types {
 		for _, o := range []string{outcomeStored, outcomeDuplicate, outcomeDeadLettered, outcomeRetried} {
 			m.messages.WithLabelValues(string(t), o)
@@ -70,9 +75,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.ackPending.WithLabelValues(string(t))
 		m.paused.WithLabelValues(string(t))
 	}
-	return m
+	return m, nil
 }
 
-func (m *metrics) count(t models.Type, outcome string, n int) {
+func (m *consumerMetrics) count(t models.Type, outcome string, n int) {
 	m.messages.WithLabelValues(string(t), outcome).Add(float64(n))
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/challenge-v3/challenge-v3/crypto"
 	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/messaging"
+	"github.com/challenge-v3/challenge-v3/metrics"
 	"github.com/challenge-v3/challenge-v3/models"
 	"github.com/challenge-v3/challenge-v3/services"
 	"github.com/challenge-v3/challenge-v3/storage"
@@ -68,7 +69,7 @@ type worker struct {
 	store    *storage.Store
 	sealer   *crypto.Sealer
 	analyzer Analyzer
-	metrics  *metrics
+	metrics  *consumerMetrics
 }
 
 // Run runs the worker until ctx is cancelled, then shuts down gracefully:
@@ -90,8 +91,11 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 		return err
 	}
 	log.Info("worker starting", "config", cfg)
-	reg := prometheus.NewRegistry()
-	w := &worker{cfg: cfg, log: log, sealer: sealer, metrics: newMetrics(reg)}
+	reg := metrics.NewRegistry()
+	w := &worker{cfg: cfg, log: log, sealer: sealer}
+	if w.metrics, err = newConsumerMetrics(reg); err != nil {
+		return err
+	}
 	// The Rekognition client next, for the same reason: missing AWS region or
 	// credentials stop the worker before it connects to anything.
 	var svc *services.PhotoAnalyzerService
@@ -138,7 +142,7 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	admin := newAdminServer(reg, w.ready)
+	admin := metrics.NewServer(reg, w.ready, log)
 
 	sub, err := messaging.WatchMaxDeliveries(w.nc, w.js, w.stored, w.onExhausted, func(err error) {
 		log.Error("dead-lettering a message whose deliveries ran out failed; it stays in TELEMETRY", "err", err)
@@ -242,17 +246,6 @@ func newAnalyzer(ctx context.Context, cfg config.Worker, client *services.Rekogn
 		return nil, ierr.E(ierr.Misconfigured, "worker.newAnalyzer", err)
 	}
 	return svc, nil
-}
-
-// ready reports what keeps the worker from being ready, "" when ready.
-func (w *worker) ready(ctx context.Context) string {
-	if !w.nc.IsConnected() {
-		return "nats"
-	}
-	if err := w.store.Ping(ctx); err != nil {
-		return "database"
-	}
-	return ""
 }
 
 // stored reports whether the reading a queue message carries is in its
