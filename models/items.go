@@ -81,3 +81,13 @@ type DevicePhotoSeen struct {
 	ImageURL    string      `json:"image_url"`
 	Recognition Recognition `json:"recognition"`
 }
+
+// StoredSubjectPrefix starts the core NATS subjects on which the worker
+// announces a reading once its transaction has committed:
+// "events.stored.gps" and so on. They are outside the TELEMETRY stream's
+// subjects on purpose: an announcement is best effort (at most once), the
+// durable copy is the row.
+const StoredSubjectPrefix = "events.stored."
+
+// StoredSubject is the announcement subject of readings of type t.
+func (t Type) StoredSubject() string { return StoredSubjectPrefix + string(t) }

@@ -40,7 +40,7 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO audit_log (actor, action, resource, resource_id, message_id, details)
 		VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6::jsonb)
-		ON CONFLICT (message_id, action) DO NOTHING`,
+		ON CONFLICT (message_id, action) WHERE action <> 'photo.viewed' DO NOTHING`,
 		e.Actor, e.Action, e.Resource, e.ResourceID, msgID, e.Details)
 	return translate("storage.Audit", err)
 }
