@@ -52,6 +52,10 @@ type API struct {
 
 	Limits   models.Limits
 	Topology messaging.TopologyConfig
+
+	// Read configures the read API (config/read.go): off without a
+	// DATABASE_URL.
+	Read Read
 }
 
 // Defaults of the API configuration.
@@ -93,6 +97,7 @@ func LoadAPI(getenv Getenv) (API, error) {
 		ShutdownTimeout:  e.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second),
 		Limits:           lim,
 		Topology:         e.topology(),
+		Read:             e.read(),
 	}
 	c.check(e)
 	if err := e.err(); err != nil {
@@ -172,4 +177,5 @@ func (c API) check(e *env) {
 		fail("HTTP_READ_TIMEOUT", "must be positive")
 	}
 	checkShared(c.Limits, c.Topology, fail)
+	c.Read.check(fail)
 }
