@@ -153,14 +153,20 @@ func parseEpoch(s string) (time.Time, string) {
 	if strings.ContainsAny(s, "eE") || strings.HasPrefix(s, "-") {
 		// Exponent or negative forms: fall back to float, then range-check.
 		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e11 {
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 			return time.Time{}, msg
+		}
+		if math.Abs(f) > 1e11 {
+			return time.Time{}, epochTooLarge(f, msg)
 		}
 		sec, fr := math.Modf(f)
 		return time.Unix(int64(sec), int64(fr*1e9)).UTC(), ""
 	}
 	sec, err := strconv.ParseInt(intPart, 10, 64)
 	if err != nil || sec > 1e11 {
+		if f, ferr := strconv.ParseFloat(intPart, 64); ferr == nil {
+			return time.Time{}, epochTooLarge(f, msg)
+		}
 		return time.Time{}, msg
 	}
 	var nsec int64
@@ -181,6 +187,30 @@ func parseEpoch(s string) (time.Time, string) {
 		nsec = int64(n)
 	}
 	return time.Unix(sec, nsec).UTC(), ""
+}
+
+// epochUnits are the finer epoch units clients send by mistake (Java's
+// System.currentTimeMillis(), JavaScript's Date.now(), Go's UnixNano()).
+var epochUnits = []struct {
+	name string
+	per  float64 // units per second
+}{{"milliseconds", 1e3}, {"microseconds", 1e6}, {"nanoseconds", 1e9}}
+
+// epochTooLarge is the message for an epoch number too large to be seconds.
+// When it reads as a plausible reading time in a finer unit, the message
+// says so and shows the same instant as the client should send it: a bare
+// "must be … seconds" leaves an Android developer staring at a number that
+// is, to them, obviously a time.
+func epochTooLarge(f float64, fallback string) string {
+	for _, u := range epochUnits {
+		sec := math.Floor(f / u.per)
+		if sec >= float64(MinTimestamp.Unix()) && sec < 1e10 { // 2000 to 2286
+			t := time.Unix(int64(sec), 0).UTC()
+			return fmt.Sprintf("looks like Unix epoch %s; send seconds (%d) or RFC 3339 (%s) instead",
+				u.name, int64(sec), t.Format(time.RFC3339))
+		}
+	}
+	return fallback
 }
 
 // Image content types accepted.
