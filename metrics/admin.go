@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,26 +33,39 @@ const (
 // ctx ends when the check must give up.
 type ReadyFunc func(ctx context.Context) error
 
+// A Check is one dependency /readyz reports by name, next to the overall
+// status.
+type Check struct {
+	Name  string // e.g. "nats", "database"
+	Probe ReadyFunc
+	// Optional marks a dependency the binary does its main work without:
+	// its failure is reported but leaves /readyz at 200 (the api's
+	// database: ingest goes on, only the read routes answer 503), so a load
+	// balancer does not take ingest out of rotation for it.
+	Optional bool
+}
+
 // NewServer returns the admin server: /metrics serves reg, /healthz answers
-// 200 while the process runs, /readyz answers 200 or 503 as ready says. The
-// caller binds the listener, calls Serve, and Shutdown when it stops (last,
-// so /readyz reports a drain while it lasts). Errors of the server and of
-// scrapes are logged on log at warning level.
-func NewServer(reg *prometheus.Registry, ready ReadyFunc, log *slog.Logger) *http.Server {
+// 200 while the process runs, /readyz answers 200 or 503 as ready and the
+// required checks say, listing every check by name. ready may be nil when
+// the checks say it all. The caller binds the listener, calls Serve, and
+// Shutdown when it stops (last, so /readyz reports a drain while it lasts).
+// Errors of the server and of scrapes are logged on log at warning level.
+func NewServer(reg *prometheus.Registry, ready ReadyFunc, log *slog.Logger, checks ...Check) *http.Server {
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, ErrorLog: errLog}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeStatus(w, http.StatusOK, "ok", "")
+		writeStatus(w, http.StatusOK, status{Status: "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
 		defer cancel()
-		if err := ready(ctx); err != nil {
-			writeStatus(w, http.StatusServiceUnavailable, "unavailable", err.Error())
-			return
+		if s := readiness(ctx, ready, checks); s.Status != "ready" {
+			writeStatus(w, http.StatusServiceUnavailable, s)
+		} else {
+			writeStatus(w, http.StatusOK, s)
 		}
-		writeStatus(w, http.StatusOK, "ready", "")
 	})
 	return &http.Server{
 		Handler:           mux,
@@ -68,11 +82,54 @@ func NewServer(reg *prometheus.Registry, ready ReadyFunc, log *slog.Logger) *htt
 type status struct {
 	Status string `json:"status"`           // ok, ready, unavailable
 	Reason string `json:"reason,omitempty"` // why not ready
+	// Checks gives each named dependency's state: "ok" or
+	// "unavailable: <reason>".
+	Checks map[string]string `json:"checks,omitempty"`
 }
 
-func writeStatus(w http.ResponseWriter, code int, s, reason string) {
+// readiness runs ready and every check at once, each within ctx, and sums them
+// up: unavailable when ready or a required check fails, the reason being
+// ready's, else the first failing required check's (each names what is
+// missing, as ReadyFunc says).
+func readiness(ctx context.Context, ready ReadyFunc, checks []Check) status {
+	errs := make([]error, len(checks)+1)
+	var wg sync.WaitGroup
+	run := func(i int, f ReadyFunc) {
+		defer wg.Done()
+		errs[i] = f(ctx)
+	}
+	if ready != nil {
+		wg.Add(1)
+		go run(len(checks), ready)
+	}
+	for i, c := range checks {
+		wg.Add(1)
+		go run(i, c.Probe)
+	}
+	wg.Wait()
+	s := status{Status: "ready"}
+	if err := errs[len(checks)]; err != nil {
+		s = status{Status: "unavailable", Reason: err.Error()}
+	}
+	if len(checks) > 0 {
+		s.Checks = make(map[string]string, len(checks))
+	}
+	for i, c := range checks {
+		if errs[i] == nil {
+			s.Checks[c.Name] = "ok"
+			continue
+		}
+		s.Checks[c.Name] = "unavailable: " + errs[i].Error()
+		if !c.Optional && s.Status == "ready" {
+			s = status{Status: "unavailable", Reason: errs[i].Error(), Checks: s.Checks}
+		}
+	}
+	return s
+}
+
+func writeStatus(w http.ResponseWriter, code int, s status) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store") // a probe must see the present state
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(status{Status: s, Reason: reason})
+	_ = json.NewEncoder(w).Encode(s)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -20,13 +21,13 @@ import (
 
 // serve runs the admin server on a real loopback listener and returns its
 // base URL; the server is shut down when the test ends.
-func serve(t *testing.T, reg *prometheus.Registry, ready ReadyFunc, log *slog.Logger) string {
+func serve(t *testing.T, reg *prometheus.Registry, ready ReadyFunc, log *slog.Logger, checks ...Check) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := NewServer(reg, ready, log)
+	srv := NewServer(reg, ready, log, checks...)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -92,7 +93,7 @@ func TestHealthzAnswersOK(t *testing.T) {
 	// Alive even when not ready: a failing dependency must not get the
 	// process restarted.
 	code, s := probe(t, base+"/healthz")
-	if code != http.StatusOK || s != (status{Status: "ok"}) {
+	if code != http.StatusOK || !reflect.DeepEqual(s, status{Status: "ok"}) {
 		t.Errorf("/healthz = %d %+v, want 200 {ok}", code, s)
 	}
 }
@@ -126,7 +127,7 @@ func TestReadyzFollowsTheReadinessFunction(t *testing.T) {
 				missing.Store(&tt.err)
 			}
 			code, s := probe(t, base+"/readyz")
-			if code != tt.wantCode || s != tt.want {
+			if code != tt.wantCode || !reflect.DeepEqual(s, tt.want) {
 				t.Errorf("/readyz = %d %+v, want %d %+v", code, s, tt.wantCode, tt.want)
 			}
 		})
@@ -244,5 +245,59 @@ func TestServerHasTimeoutsAndAnErrorLog(t *testing.T) {
 	}
 	if srv.ErrorLog == nil {
 		t.Error("no ErrorLog: server errors would go to the standard logger")
+	}
+}
+
+func TestReadyzReportsNamedChecks(t *testing.T) {
+	t.Parallel()
+	var natsDown, dbDown atomic.Bool
+	probeOf := func(down *atomic.Bool, reason string) ReadyFunc {
+		return func(context.Context) error {
+			if down.Load() {
+				return errors.New(reason)
+			}
+			return nil
+		}
+	}
+	base := serve(t, NewRegistry(), nil, discard(),
+		Check{Name: "nats", Probe: probeOf(&natsDown, "nats not connected")},
+		Check{Name: "database", Probe: probeOf(&dbDown, "database not reachable"), Optional: true})
+	for _, tt := range []struct {
+		name       string
+		nats, db   bool // down
+		wantCode   int
+		wantStatus status
+	}{
+		{"all up", false, false, http.StatusOK,
+			status{Status: "ready", Checks: map[string]string{"nats": "ok", "database": "ok"}}},
+		// An optional dependency is reported but does not take the binary
+		// out of rotation.
+		{"optional down", false, true, http.StatusOK,
+			status{Status: "ready", Checks: map[string]string{"nats": "ok", "database": "unavailable: database not reachable"}}},
+		{"required down", true, false, http.StatusServiceUnavailable,
+			status{Status: "unavailable", Reason: "nats not connected", Checks: map[string]string{"nats": "unavailable: nats not connected", "database": "ok"}}},
+		{"both down", true, true, http.StatusServiceUnavailable,
+			status{Status: "unavailable", Reason: "nats not connected",
+				Checks: map[string]string{"nats": "unavailable: nats not connected", "database": "unavailable: database not reachable"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			natsDown.Store(tt.nats)
+			dbDown.Store(tt.db)
+			code, s := probe(t, base+"/readyz")
+			if code != tt.wantCode || !reflect.DeepEqual(s, tt.wantStatus) {
+				t.Errorf("/readyz = %d %+v, want %d %+v", code, s, tt.wantCode, tt.wantStatus)
+			}
+		})
+	}
+}
+
+func TestReadyzOverallCheckComesFirst(t *testing.T) {
+	t.Parallel()
+	draining := func(context.Context) error { return errors.New("shutting down") }
+	base := serve(t, NewRegistry(), draining, discard(),
+		Check{Name: "nats", Probe: func(context.Context) error { return errors.New("nats not connected") }})
+	code, s := probe(t, base+"/readyz")
+	if code != http.StatusServiceUnavailable || s.Reason != "shutting down" || s.Checks["nats"] != "unavailable: nats not connected" {
+		t.Errorf("/readyz = %d %+v, want 503 shutting down with the nats check listed", code, s)
 	}
 }
