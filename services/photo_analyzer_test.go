@@ -115,6 +115,7 @@ func (h *harness) newService(t *testing.T, cfg PhotoAnalyzerConfig) (*prometheus
 func (h *harness) calls() map[string]int {
 	return map[string]int{
 		"search": h.fake.Calls(rekognitionfake.OpSearchFacesByImage),
+		"detect": h.fake.Calls(rekognitionfake.OpDetectFaces),
 		"index":  h.fake.Calls(rekognitionfake.OpIndexFaces),
 	}
 }
@@ -270,8 +271,8 @@ func TestAnalyzeNoFace(t *testing.T) {
 			t.Fatalf("got %+v, want no_face", got)
 		}
 	}
-	if got := h.calls(); got["search"] != 2 || got["index"] != 0 {
-		t.Fatalf("calls = %v, want two searches and no index", got)
+	if got := h.calls(); got["search"] != 2 || got["detect"] != 2 || got["index"] != 0 {
+		t.Fatalf("calls = %v, want two searches, each settled by DetectFaces, and no index", got)
 	}
 	if got := analyze(t, h.svc, coffee); got.Status != StatusNoFace {
 		t.Fatalf("repeat: got %+v, want no_face", got)
@@ -281,6 +282,94 @@ func TestAnalyzeNoFace(t *testing.T) {
 	}
 	if got := metric(t, h.reg, "rekognition_calls_total", map[string]string{"operation": opSearchFacesByImage, "outcome": outcomeNoFace}); got != 2 {
 		t.Errorf("no_face outcomes = %v, want 2", got)
+	}
+}
+
+// Whether a photo has no face is decided by the error code and DetectFaces,
+// never by the wording of Rekognition's message: a reworded (or empty)
+// message still stores a faceless photo as no_face, and the no-face wording
+// on a photo with a face is an invalid parameter (dead-lettered, as before).
+func TestAnalyzeNoFaceDoesNotDependOnTheMessage(t *testing.T) {
+	t.Parallel()
+	const rekognitionWording = "There are no faces in the image. Should be at least 1."
+	tests := []struct {
+		name     string
+		message  string
+		faceless bool // what DetectFaces sees
+		want     Analysis
+		kind     ierr.Kind // when want is zero: the error wanted
+		outcome  string    // of the search in rekognition_calls_total
+	}{
+		{"today's wording", rekognitionWording, true, Analysis{Status: StatusNoFace}, 0, outcomeNoFace},
+		{"reworded", "No face was detected in the supplied image", true, Analysis{Status: StatusNoFace}, 0, outcomeNoFace},
+		{"no message", "InvalidParameterException", true, Analysis{Status: StatusNoFace}, 0, outcomeNoFace},
+		{"no-face wording, face present", rekognitionWording, false, Analysis{}, ierr.Invalid, outcomeInvalid},
+		{"invalid parameter, face present", "Request has invalid parameters", false, Analysis{}, ierr.Invalid, outcomeInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, PhotoAnalyzerConfig{})
+			img := fixture(t, "chelsea.png")
+			if tt.faceless {
+				h.fake.SetNoFace(img)
+			}
+			h.fake.FailNext(rekognitionfake.OpSearchFacesByImage, -1, rekognitionfake.Fault{Code: "InvalidParameterException", Message: tt.message})
+
+			got, err := h.svc.Analyze(context.Background(), testDevice, img)
+			if tt.want != (Analysis{}) {
+				if err != nil || got != tt.want {
+					t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
+				}
+			} else if !ierr.Is(err, tt.kind) {
+				t.Fatalf("got %+v, %v; want a %v error", got, err, tt.kind)
+			}
+			if c := h.calls(); c["search"] != 1 || c["detect"] != 1 || c["index"] != 0 {
+				t.Errorf("calls = %v, want one search settled by one DetectFaces, no index", c)
+			}
+			for op, outcome := range map[string]string{opSearchFacesByImage: tt.outcome, opDetectFaces: outcomeSuccess} {
+				if got := metric(t, h.reg, "rekognition_calls_total", map[string]string{"operation": op, "outcome": outcome}); got != 1 {
+					t.Errorf("rekognition_calls_total{%s,%s} = %v, want 1", op, outcome, got)
+				}
+			}
+		})
+	}
+}
+
+// DetectFaces failing leaves the search unsettled: the photo is retried (or
+// held) with DetectFaces' error, and nothing is cached.
+func TestAnalyzeNoFaceUnsettled(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		code    string
+		kind    ierr.Kind
+		outcome string
+	}{
+		{"ThrottlingException", ierr.Unavailable, outcomeThrottled},
+		{"AccessDeniedException", ierr.Misconfigured, outcomeMisconfigured},
+		{"InvalidParameterException", ierr.Invalid, outcomeInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.code, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, PhotoAnalyzerConfig{})
+			img := fixture(t, "coffee.png")
+			h.fake.SetNoFace(img)
+			h.fake.FailNext(rekognitionfake.OpDetectFaces, -1, rekognitionfake.Fault{Code: tt.code})
+
+			if _, err := h.svc.Analyze(context.Background(), testDevice, img); !ierr.Is(err, tt.kind) {
+				t.Fatalf("err = %v, want %v", err, tt.kind)
+			}
+			for _, op := range []string{opSearchFacesByImage, opDetectFaces} {
+				if got := metric(t, h.reg, "rekognition_calls_total", map[string]string{"operation": op, "outcome": tt.outcome}); got != 1 {
+					t.Errorf("rekognition_calls_total{%s,%s} = %v, want 1", op, tt.outcome, got)
+				}
+			}
+			h.fake.ClearFaults()
+			if got := analyze(t, h.svc, img); got.Status != StatusNoFace {
+				t.Fatalf("after recovery: got %+v, want no_face", got)
+			}
+		})
 	}
 }
 

@@ -71,11 +71,18 @@ type faceMatch struct {
 // noFace when Rekognition finds no face, and otherwise the well-formed
 // matches Rekognition returned (at or above the threshold it was sent);
 // which one counts is the caller's decision.
+//
+// Rekognition answers a search on an image without a face with
+// InvalidParameterException, the code it also uses for a genuinely invalid
+// parameter, and only the wording of its message tells the two apart. The
+// wording is not part of the API, so that answer is settled by DetectFaces:
+// no face detected → noFace; a face detected → the parameter really was
+// invalid, and the photo is dead-lettered as before.
 func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (matches []faceMatch, noFace bool, err error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
 	start := time.Now()
-	out, err := s.client.SearchFacesByImage(ctx, &rekognition.SearchFacesByImageInput{
+	out, err := s.client.SearchFacesByImage(cctx, &rekognition.SearchFacesByImageInput{
 		CollectionId:       aws.String(s.cfg.CollectionID),
 		Image:              &types.Image{Bytes: image},
 		FaceMatchThreshold: aws.Float32(float32(s.cfg.MatchThreshold)),
@@ -84,12 +91,28 @@ func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (matche
 		// poor photo; quality is enforced when indexing instead.
 		QualityFilter: types.QualityFilterNone,
 	})
+	took := time.Since(start)
 	switch {
 	case err == nil:
-		s.observe(opSearchFacesByImage, start, outcomeSuccess)
-	case isNoFace(err):
-		s.observe(opSearchFacesByImage, start, outcomeNoFace)
-		return nil, true, nil
+		s.record(opSearchFacesByImage, took, outcomeSuccess)
+	case isCode(err, codeInvalidParameter):
+		// The search is counted once its answer is settled: no_face, invalid,
+		// or (DetectFaces failed) that failure's outcome, under which the
+		// photo is retried.
+		faces, derr := s.detect(ctx, image)
+		switch {
+		case derr != nil:
+			_, outcome := classify(derr)
+			s.record(opSearchFacesByImage, took, outcome)
+			return nil, false, derr
+		case faces == 0:
+			s.record(opSearchFacesByImage, took, outcomeNoFace)
+			return nil, true, nil
+		default:
+			kind, outcome := classify(err)
+			s.record(opSearchFacesByImage, took, outcome)
+			return nil, false, ierr.E(kind, "rekognition."+opSearchFacesByImage, err)
+		}
 	default:
 		return nil, false, s.fail(opSearchFacesByImage, start, err)
 	}
@@ -100,6 +123,21 @@ func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (matche
 		matches = append(matches, faceMatch{faceID: *m.Face.FaceId, similarity: float32To64(*m.Similarity), externalImageID: aws.ToString(m.Face.ExternalImageId)})
 	}
 	return matches, false, nil
+}
+
+// detect counts the faces Rekognition detects in image (DetectFaces). It is
+// called only to settle a search's InvalidParameterException, so only
+// faceless photos, and rejected parameters, cost the extra call.
+func (s *PhotoAnalyzerService) detect(ctx context.Context, image []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.client.DetectFaces(ctx, &rekognition.DetectFacesInput{Image: &types.Image{Bytes: image}})
+	if err != nil {
+		return 0, s.fail(opDetectFaces, start, err)
+	}
+	s.observe(opDetectFaces, start, outcomeSuccess)
+	return len(out.FaceDetails), nil
 }
 
 // index adds the photo's largest face to the collection and returns its face
@@ -138,9 +176,14 @@ func (s *PhotoAnalyzerService) index(ctx context.Context, messageID, deviceID st
 	return "", nil
 }
 
-// observe records one Rekognition operation in the metrics.
+// observe records one Rekognition operation, started at start, in the metrics.
 func (s *PhotoAnalyzerService) observe(operation string, start time.Time, outcome string) {
-	s.metrics.duration.WithLabelValues(operation).Observe(time.Since(start).Seconds())
+	s.record(operation, time.Since(start), outcome)
+}
+
+// record records one Rekognition operation that took took.
+func (s *PhotoAnalyzerService) record(operation string, took time.Duration, outcome string) {
+	s.metrics.duration.WithLabelValues(operation).Observe(took.Seconds())
 	s.metrics.calls.WithLabelValues(operation, outcome).Inc()
 }
 

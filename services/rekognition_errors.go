@@ -2,7 +2,6 @@ package services
 
 import (
 	"errors"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/smithy-go"
@@ -13,7 +12,7 @@ import (
 // Outcome label values of rekognition_calls_total.
 const (
 	outcomeSuccess       = "success"
-	outcomeNoFace        = "no_face"        // SearchFacesByImage: the image has no face
+	outcomeNoFace        = "no_face"        // SearchFacesByImage: the image has no face (confirmed by DetectFaces)
 	outcomeAlreadyExists = "already_exists" // CreateCollection: tolerated
 	outcomeNotFound      = "not_found"      // DescribeCollection at start-up: expected
 	outcomeThrottled     = "throttled"
@@ -22,6 +21,9 @@ const (
 	outcomeMisconfigured = "misconfigured"
 	outcomeError         = "error" // unexpected (ierr.Internal)
 )
+
+// failureOutcomes are the outcomes classify can give a failed operation.
+var failureOutcomes = []string{outcomeThrottled, outcomeUnavailable, outcomeInvalid, outcomeMisconfigured, outcomeError}
 
 // Rekognition error codes this package tells apart.
 const (
@@ -52,7 +54,9 @@ var errorCodeKinds = map[string]struct {
 	// The photo itself can never succeed: dead-letter it.
 	"InvalidImageFormatException": {ierr.Invalid, outcomeInvalid},
 	"ImageTooLargeException":      {ierr.Invalid, outcomeInvalid},
-	codeInvalidParameter:          {ierr.Invalid, outcomeInvalid},
+	// Also a search's answer to a faceless image: search settles that case
+	// with DetectFaces before an error reaches this table.
+	codeInvalidParameter: {ierr.Invalid, outcomeInvalid},
 	// The deployment is wrong: no photo can succeed until an operator acts.
 	"AccessDeniedException":               {ierr.Misconfigured, outcomeMisconfigured},
 	codeResourceNotFound:                  {ierr.Misconfigured, outcomeMisconfigured},
@@ -64,18 +68,6 @@ var errorCodeKinds = map[string]struct {
 	"ExpiredTokenException":               {ierr.Misconfigured, outcomeMisconfigured},
 	"ServiceQuotaExceededException":       {ierr.Misconfigured, outcomeMisconfigured}, // collection full
 	"ValidationException":                 {ierr.Misconfigured, outcomeMisconfigured}, // e.g. a bad collection id
-}
-
-// isNoFace reports whether err is Rekognition's answer to a search on an image
-// without a face: InvalidParameterException "There are no faces in the image.
-// Should be at least 1." Rekognition has no dedicated code for it, so the
-// message is the only signal; the match is loose on purpose.
-func isNoFace(err error) bool {
-	var ae smithy.APIError
-	if !errors.As(err, &ae) || ae.ErrorCode() != codeInvalidParameter {
-		return false
-	}
-	return strings.Contains(strings.ToLower(ae.ErrorMessage()), "no faces")
 }
 
 // isCode reports whether err carries the AWS error code code.

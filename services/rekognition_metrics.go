@@ -12,7 +12,22 @@ const (
 	opDescribeCollection = "DescribeCollection"
 	opSearchFacesByImage = "SearchFacesByImage"
 	opIndexFaces         = "IndexFaces"
+	opDetectFaces        = "DetectFaces"
 )
+
+// callOutcomes lists, for each operation, every outcome
+// rekognition_calls_total can count it with: success, the answers an
+// operation treats as normal, and the failures classify can report. All of
+// them are created at start-up, so rate() and increase() see the first
+// event rather than an absent series turning into 1, and /metrics shows the
+// full set (the documentation is checked against it).
+var callOutcomes = map[string][]string{
+	opDescribeCollection: append([]string{outcomeSuccess, outcomeNotFound}, failureOutcomes...),
+	opCreateCollection:   append([]string{outcomeSuccess, outcomeAlreadyExists}, failureOutcomes...),
+	opSearchFacesByImage: append([]string{outcomeSuccess, outcomeNoFace}, failureOutcomes...),
+	opDetectFaces:        append([]string{outcomeSuccess}, failureOutcomes...),
+	opIndexFaces:         append([]string{outcomeSuccess}, failureOutcomes...),
+}
 
 // analyzerMetrics are the photo analysis metrics. One observation per SDK
 // operation: SDK retry attempts are inside it (they show as latency).
@@ -45,10 +60,8 @@ func newAnalyzerMetrics(reg prometheus.Registerer) (*analyzerMetrics, error) {
 			}
 		}
 	}
-	// Create the series operators alert on, so rate() and increase() see the
-	// first failure rather than an absent series turning into 1.
-	for _, op := range []string{opSearchFacesByImage, opIndexFaces, opDescribeCollection, opCreateCollection} {
-		for _, outcome := range []string{outcomeSuccess, outcomeThrottled, outcomeUnavailable, outcomeInvalid, outcomeMisconfigured} {
+	for op, outcomes := range callOutcomes {
+		for _, outcome := range outcomes {
 			m.calls.WithLabelValues(op, outcome)
 		}
 		m.duration.WithLabelValues(op)

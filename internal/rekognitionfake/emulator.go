@@ -14,8 +14,9 @@
 // emulator `make run` uses when no AWS configuration is present (NewEmulator
 // and Handler, served by any http.Server).
 //
-// Operations: CreateCollection, DescribeCollection, SearchFacesByImage and
-// IndexFaces. Any other target answers UnknownOperationException.
+// Operations: CreateCollection, DescribeCollection, SearchFacesByImage,
+// IndexFaces and DetectFaces. Any other target answers
+// UnknownOperationException.
 //
 // Face model (deterministic):
 //   - Image validation as Rekognition does it for these operations: more than
@@ -34,6 +35,8 @@
 //     sorted by similarity and cut to MaxFaces. A faceless image answers
 //     InvalidParameterException "There are no faces in the image. Should be at
 //     least 1.", as Rekognition does.
+//   - DetectFaces lists the image's one face (a low-quality one too, with a
+//     low quality score), or none for an image marked with SetNoFace.
 //   - IndexFaces always adds a new face (Rekognition does not deduplicate
 //     either), unless the image has no face (empty FaceRecords) or a
 //     low-quality face and QualityFilter is not NONE (empty FaceRecords, one
@@ -57,6 +60,7 @@ const (
 	OpDescribeCollection = "DescribeCollection"
 	OpSearchFacesByImage = "SearchFacesByImage"
 	OpIndexFaces         = "IndexFaces"
+	OpDetectFaces        = "DetectFaces"
 )
 
 const (

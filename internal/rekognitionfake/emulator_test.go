@@ -367,3 +367,29 @@ func TestHandlerWithHTTPServer(t *testing.T) {
 		t.Fatalf("collections = %v", got)
 	}
 }
+
+func TestDetectFaces(t *testing.T) {
+	t.Parallel()
+	srv, client := start(t)
+	ctx := context.Background()
+	grace, coffee := fixture(t, "grace_hopper.jpg"), fixture(t, "coffee.png")
+	poor := append(bytes.Clone(grace), 1)
+	srv.SetNoFace(coffee)
+	srv.SetLowQualityFace(poor)
+	for _, tt := range []struct {
+		name  string
+		img   []byte
+		faces int
+	}{{"face", grace, 1}, {"no face", coffee, 0}, {"low-quality face", poor, 1}} {
+		out, err := client.DetectFaces(ctx, &rekognition.DetectFacesInput{Image: &types.Image{Bytes: tt.img}})
+		if err != nil || len(out.FaceDetails) != tt.faces {
+			t.Fatalf("%s: %+v, %v; want %d faces", tt.name, out, err, tt.faces)
+		}
+	}
+	if _, err := client.DetectFaces(ctx, &rekognition.DetectFacesInput{Image: &types.Image{Bytes: []byte("hello")}}); apiCode(err) != "InvalidImageFormatException" {
+		t.Fatalf("not an image: %v", err)
+	}
+	if got := srv.Calls(rekognitionfake.OpDetectFaces); got != 4 {
+		t.Fatalf("Calls = %d, want 4", got)
+	}
+}

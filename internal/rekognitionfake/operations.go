@@ -27,6 +27,8 @@ func (e *Emulator) operate(op string, body []byte) (any, *apiError) {
 		return e.searchFacesByImage(body)
 	case OpIndexFaces:
 		return e.indexFaces(body)
+	case OpDetectFaces:
+		return e.detectFaces(body)
 	}
 	return nil, errorf("UnknownOperationException", "operation %s is not emulated", op)
 }
@@ -303,4 +305,33 @@ func (e *Emulator) indexFaces(body []byte) (any, *apiError) {
 		"FaceDetail": map[string]any{"BoundingBox": wholeFace, "Confidence": 99.98},
 	}}
 	return out, nil
+}
+
+func (e *Emulator) detectFaces(body []byte) (any, *apiError) {
+	var in struct {
+		Image      *imageInput
+		Attributes []string
+	}
+	if err := decode(body, &in); err != nil {
+		return nil, err
+	}
+	d, aerr := checkImage(in.Image)
+	if aerr != nil {
+		return nil, aerr
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	details := []any{}
+	if !e.noFace[d] {
+		quality := map[string]float64{"Brightness": 80, "Sharpness": 90}
+		if e.lowQuality[d] {
+			quality = map[string]float64{"Brightness": 12, "Sharpness": 4}
+		}
+		details = append(details, map[string]any{
+			"BoundingBox": wholeFace,
+			"Confidence":  99.98,
+			"Quality":     quality,
+		})
+	}
+	return map[string]any{"FaceDetails": details}, nil
 }
