@@ -8,6 +8,12 @@
 // whichever comes first, and never follows redirects. The API rate-limits per
 // client IP, so start it with RATE_LIMIT_RPS=0 (or a high limit) to measure
 // the pipeline rather than the limiter.
+//
+// Answers that are not 2xx are reported with a warning saying what they
+// mean (429: the rate limit, and how to lift it), and the exit code is 1
+// when more than half of the answers were not 2xx: a run that measured
+// refusals must not look like a benchmark result to a script. Bad flags exit
+// 2.
 package main
 
 import (
@@ -29,6 +35,7 @@ import (
 	"os/signal"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,14 +50,18 @@ const (
 	maxDuration    = 10 * time.Minute
 )
 
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1 // more than half of the answers were not 2xx
+	exitUsage  = 2
+)
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "loadtest:", err)
-		os.Exit(2)
-	}
+	os.Exit(code)
 }
 
 type options struct {
@@ -172,13 +183,21 @@ func (o options) body(i int, now time.Time) []byte {
 
 type sample struct {
 	latency time.Duration
-	status  string
+	status  string // "202", "transport error"; "" when cut off by -duration or Ctrl-C
+	ok      bool   // a 2xx answer
+	policy  string // RateLimit-Policy of a 429, e.g. "20;w=2"
 }
 
-func run(ctx context.Context, args []string, out io.Writer) error {
-	o, err := parse(args, out)
+// run runs the load test and returns the exit code; the report goes to out,
+// flag errors and warnings about the answers to errOut.
+func run(ctx context.Context, args []string, out, errOut io.Writer) int {
+	o, err := parse(args, errOut)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
 	if err != nil {
-		return err
+		fmt.Fprintln(errOut, "loadtest:", err)
+		return exitUsage
 	}
 	target := o.base.JoinPath("/telemetry/" + o.typ).String()
 	client := &http.Client{
@@ -212,8 +231,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	wg.Wait()
 	elapsed := time.Since(start)
 	done := samples[:min(o.n, int(next.Load()))]
-	report(out, target, o, done, elapsed)
-	return nil
+	return report(out, errOut, target, o, done, elapsed)
 }
 
 func send(ctx context.Context, client *http.Client, target, key string, body []byte) sample {
@@ -233,31 +251,49 @@ func send(ctx context.Context, client *http.Client, target, key string, body []b
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	return sample{latency: time.Since(begin), status: fmt.Sprint(resp.StatusCode)}
+	s := sample{latency: time.Since(begin), status: fmt.Sprint(resp.StatusCode), ok: resp.StatusCode/100 == 2}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		s.policy = resp.Header.Get("RateLimit-Policy")
+	}
+	return s
 }
 
-func report(out io.Writer, target string, o options, samples []sample, elapsed time.Duration) {
-	var lat []time.Duration
+// report prints the figures to out and, when some answers were not 2xx, a
+// warning per cause to errOut; it returns the exit code.
+func report(out, errOut io.Writer, target string, o options, samples []sample, elapsed time.Duration) int {
+	var lat []time.Duration // of 2xx answers: refusals are fast and would flatter the figures
 	counts := map[string]int{}
+	answered, policy := 0, ""
 	var sum time.Duration
 	for _, s := range samples {
 		if s.status == "" {
 			continue
 		}
+		answered++
 		counts[s.status]++
-		lat = append(lat, s.latency)
-		sum += s.latency
+		if s.policy != "" {
+			policy = s.policy
+		}
+		if s.ok {
+			lat = append(lat, s.latency)
+			sum += s.latency
+		}
 	}
+	accepted := len(lat)
 	fmt.Fprintf(out, "target      %s (%s, -n %d, -c %d)\n", target, o.typ, o.n, o.c)
-	fmt.Fprintf(out, "completed   %d requests in %s (%.1f req/s)\n", len(lat), elapsed.Round(time.Millisecond), float64(len(lat))/elapsed.Seconds())
-	if len(lat) == 0 {
-		return
+	fmt.Fprintf(out, "completed   %d requests in %s (%.1f req/s, any status)\n", answered, elapsed.Round(time.Millisecond), float64(answered)/elapsed.Seconds())
+	if answered == 0 {
+		fmt.Fprintln(errOut, "loadtest: no request was answered before -duration ran out")
+		return exitFailed
 	}
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
-	fmt.Fprintf(out, "latency     p50 %s  p90 %s  p99 %s  max %s  mean %s\n",
-		pct(.50).Round(time.Microsecond), pct(.90).Round(time.Microsecond), pct(.99).Round(time.Microsecond),
-		lat[len(lat)-1].Round(time.Microsecond), (sum / time.Duration(len(lat))).Round(time.Microsecond))
+	fmt.Fprintf(out, "2xx         %d of %d (%s), %.1f req/s\n", accepted, answered, percent(accepted, answered), float64(accepted)/elapsed.Seconds())
+	if accepted > 0 {
+		slices.Sort(lat)
+		pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+		fmt.Fprintf(out, "latency     p50 %s  p90 %s  p99 %s  max %s  mean %s (2xx answers)\n",
+			pct(.50).Round(time.Microsecond), pct(.90).Round(time.Microsecond), pct(.99).Round(time.Microsecond),
+			lat[len(lat)-1].Round(time.Microsecond), (sum / time.Duration(len(lat))).Round(time.Microsecond))
+	}
 	statuses := make([]string, 0, len(counts))
 	for s := range counts {
 		statuses = append(statuses, s)
@@ -265,7 +301,62 @@ func report(out io.Writer, target string, o options, samples []sample, elapsed t
 	sort.Strings(statuses)
 	var b strings.Builder
 	for _, s := range statuses {
-		fmt.Fprintf(&b, "  %s: %d", s, counts[s])
+		fmt.Fprintf(&b, "  %s: %d (%s)", s, counts[s], percent(counts[s], answered))
 	}
 	fmt.Fprintf(out, "status    %s\n", b.String())
+
+	for _, s := range statuses {
+		if s[0] == '2' {
+			continue
+		}
+		fmt.Fprintf(errOut, "WARNING: %d of %d answers (%s) were %s: %s\n", counts[s], answered, percent(counts[s], answered), s, hint(s, policy))
+	}
+	if failed := answered - accepted; failed*2 > answered {
+		fmt.Fprintf(errOut, "loadtest: FAILED: %d of %d answers (%s) were not 2xx; the figures above do not measure the pipeline\n",
+			failed, answered, percent(failed, answered))
+		return exitFailed
+	}
+	return exitOK
 }
+
+// hint says what answers of status mean and what to do about them; policy
+// is the RateLimit-Policy a 429 carried ("<burst>;w=<seconds to refill>").
+func hint(status, policy string) string {
+	switch status {
+	case "429":
+		limit := "by default RATE_LIMIT_BURST=20, RATE_LIMIT_RPS=10"
+		if burst, rps, ok := parsePolicy(policy); ok {
+			limit = fmt.Sprintf("this API: RATE_LIMIT_BURST=%d, RATE_LIMIT_RPS about %.3g", burst, rps)
+		}
+		return "the API's rate limit refused them: each client IP gets a burst of RATE_LIMIT_BURST requests refilled at " +
+			"RATE_LIMIT_RPS per second (" + limit + "), and this whole run is one client. " +
+			"Restart the API with RATE_LIMIT_RPS=0 to lift it (the dev stack: RATE_LIMIT_RPS=0 make run), " +
+			"or raise RATE_LIMIT_RPS and RATE_LIMIT_BURST above this run's rate."
+	case "401":
+		return "the API key was refused; pass one from API_KEYS with -key (the dev stack's is in .devstack/dev-api-key)."
+	case "403":
+		return "the API key lacks the ingest scope."
+	case "400", "413", "415", "422":
+		return "the API refused the body; a bug in loadtest or an API change."
+	case "503":
+		return "the API shed load or JetStream is unavailable or full; see the API's log and /readyz."
+	case "transport error":
+		return "no HTTP answer (connection refused or reset, or the 30s client timeout); is the API running at -url?"
+	}
+	return "see the API's log."
+}
+
+// parsePolicy reads the API's RateLimit-Policy "<burst>;w=<seconds to refill
+// an empty bucket>"; the refill rate is burst/w, rounded down by the API's
+// whole seconds.
+func parsePolicy(policy string) (burst int, rps float64, ok bool) {
+	b, w, found := strings.Cut(policy, ";w=")
+	burst, err1 := strconv.Atoi(b)
+	window, err2 := strconv.Atoi(w)
+	if !found || err1 != nil || err2 != nil || burst < 1 || window < 1 {
+		return 0, 0, false
+	}
+	return burst, float64(burst) / float64(window), true
+}
+
+func percent(n, of int) string { return fmt.Sprintf("%.1f%%", 100*float64(n)/float64(of)) }
