@@ -80,8 +80,14 @@ CREATE UNIQUE INDEX audit_log_message_action_key ON audit_log (message_id, actio
 
 -- challenge_reader: the least privilege the read API needs. SELECT on the
 -- data tables, INSERT on audit_log (photo.viewed) and nothing else: the API
--- can neither change a reading nor rewrite the audit trail. Roles belong to
--- the cluster, not the database, so it is created only if missing. A
+-- can neither change a reading nor rewrite the audit trail. The INSERT is
+-- granted on the columns the API writes only, so id and occurred_at always
+-- take their defaults: the API can neither backdate an entry nor choose its
+-- id (OVERRIDING SYSTEM VALUE needs only INSERT on the column). No sequence
+-- privilege is needed: an identity column's sequence is advanced without a
+-- permission check (TestReaderNeedsOnlyChallengeReader inserts without
+-- one). Roles belong to the cluster, not the database, so it is created
+-- only if missing. A
 -- migrating user without CREATEROLE skips it with a notice; the operator
 -- then creates the role (docs/operations.md) and grants apply on the next
 -- migration.
@@ -91,12 +97,16 @@ BEGIN
         BEGIN
             CREATE ROLE challenge_reader NOLOGIN;
         EXCEPTION WHEN insufficient_privilege THEN
-            RAISE NOTICE 'role challenge_reader not created (no CREATEROLE); the read API needs a role with SELECT on gyroscope, gps, photo, device and INSERT on audit_log';
+            RAISE NOTICE 'role challenge_reader not created (no CREATEROLE); the read API needs a role with SELECT on gyroscope, gps, photo, device and INSERT on audit_log (actor, action, resource, resource_id, message_id, details)';
             RETURN;
+        WHEN duplicate_object OR unique_violation THEN
+            -- Created meanwhile by a migration of another database of the
+            -- cluster (the advisory lock is per database): it exists now.
+            NULL;
         END;
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO challenge_reader', current_schema());
     GRANT SELECT ON gyroscope, gps, photo, device TO challenge_reader;
-    GRANT INSERT ON audit_log TO challenge_reader;
+    GRANT INSERT (actor, action, resource, resource_id, message_id, details) ON audit_log TO challenge_reader;
 END
 $$;
