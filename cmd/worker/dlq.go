@@ -116,7 +116,11 @@ func runDLQ(ctx context.Context, args []string, getenv config.Getenv, out, errOu
 	}
 	nc, err := messaging.Connect(ctx, cfg.NATSURL, "worker-dlq", cfg.NATSConnectWait)
 	if err != nil {
-		fmt.Fprintf(errOut, "worker dlq: %v\n", err)
+		var e *ierr.Error
+		if errors.As(err, &e) && e.Err != nil {
+			err = e.Err // "connecting to nats://…: nats: no servers available for connection"
+		}
+		fmt.Fprintf(errOut, "worker dlq: cannot reach NATS within NATS_CONNECT_TIMEOUT (%s): %v\n", cfg.NATSConnectWait, err)
 		return exitFail
 	}
 	defer nc.Close()
@@ -137,7 +141,7 @@ func newFlagSet(name string) *flag.FlagSet {
 func dlqList(ctx context.Context, js jetstream.JetStream, n int, out, errOut io.Writer) int {
 	list, err := messaging.ListDeadLetters(ctx, js, n)
 	if err != nil {
-		fmt.Fprintf(errOut, "worker dlq list: %v\n", err)
+		fmt.Fprintf(errOut, "worker dlq list: %s\n", explain(0, err))
 		return exitFail
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -159,18 +163,20 @@ func dlqList(ctx context.Context, js jetstream.JetStream, n int, out, errOut io.
 }
 
 func dlqReplay(ctx context.Context, js jetstream.JetStream, seqs []uint64, out, errOut io.Writer) int {
-	failed := 0
+	replayed := 0
 	for _, seq := range seqs {
-		if err := replayOne(ctx, js, seq, out); err != nil {
-			fmt.Fprintf(errOut, "worker dlq replay %d: %v\n", seq, err)
-			failed++
-			if ierr.Is(err, ierr.Unavailable) {
-				break // NATS is down or the stream full: the rest would fail too
-			}
+		err := replayOne(ctx, js, seq, out)
+		if err == nil {
+			replayed++
+			continue
+		}
+		fmt.Fprintf(errOut, "worker dlq replay: %s\n", explain(seq, err))
+		if ierr.Is(err, ierr.Unavailable) || errors.Is(err, jetstream.ErrStreamNotFound) {
+			break // NATS is down, the stream full or missing: the rest would fail too
 		}
 	}
-	if failed > 0 {
-		fmt.Fprintf(errOut, "worker dlq replay: %d of %d not replayed\n", failed, len(seqs))
+	if replayed < len(seqs) {
+		fmt.Fprintf(errOut, "worker dlq replay: %d of %d not replayed\n", len(seqs)-replayed, len(seqs))
 		return exitFail
 	}
 	return exitOK
@@ -182,7 +188,7 @@ func dlqReplay(ctx context.Context, js jetstream.JetStream, seqs []uint64, out, 
 func dlqReplayAll(ctx context.Context, js jetstream.JetStream, n int, out, errOut io.Writer) int {
 	list, err := messaging.ListDeadLetters(ctx, js, n)
 	if err != nil {
-		fmt.Fprintf(errOut, "worker dlq replay: %v\n", err)
+		fmt.Fprintf(errOut, "worker dlq replay: %s\n", explain(0, err))
 		return exitFail
 	}
 	if len(list) == 0 {
@@ -203,6 +209,28 @@ func replayOne(ctx context.Context, js jetstream.JetStream, seq uint64, out io.W
 	}
 	fmt.Fprintf(out, "replayed %d to %s (%d bytes, was TELEMETRY sequence %d)\n", seq, d.OriginalSubject, d.Size, d.OriginalSequence)
 	return nil
+}
+
+// explain is the sentence an operator reads for a failed request about dead
+// letter seq (0: the listing), by error kind. Kinds without a row keep the
+// whole chain behind a short sentence: when NATS misbehaves, its own words
+// are what the operator needs.
+func explain(seq uint64, err error) string {
+	var e *ierr.Error
+	if !errors.As(err, &e) {
+		return err.Error()
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Sprintf("this NATS server has no %s stream; the API and the worker create it when they start (is NATS_URL the one they use?)", messaging.DLQStreamName)
+	case e.Kind == ierr.NotFound:
+		return fmt.Sprintf("no dead letter with sequence %d (worker dlq list shows those there are)", seq)
+	case e.Kind == ierr.Invalid && e.Err != nil:
+		return e.Err.Error() // ReplayDeadLetter's own sentence: why it refused
+	case e.Kind == ierr.Unavailable:
+		return fmt.Sprintf("NATS did not answer or refused the request, try again (%v)", err)
+	}
+	return err.Error()
 }
 
 // oneLine keeps a header value on its table row.

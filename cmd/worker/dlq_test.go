@@ -49,8 +49,8 @@ func TestDLQCommandUsage(t *testing.T) {
 		t.Errorf("bad NATS_CONNECT_TIMEOUT: exit %d, stderr %q", code, errOut)
 	}
 	code, _, errOut = dlqCmd(t, env, "list")
-	if code != 1 || !strings.Contains(errOut, "unavailable") {
-		t.Errorf("NATS down: exit %d, stderr %q; want 1, unavailable", code, errOut)
+	if want := "worker dlq: cannot reach NATS within NATS_CONNECT_TIMEOUT (100ms): connecting to nats://127.0.0.1:1: "; code != 1 || !strings.HasPrefix(errOut, want) {
+		t.Errorf("NATS down: exit %d, stderr %q; want 1 and %q…", code, errOut, want)
 	}
 }
 
@@ -94,15 +94,21 @@ func TestDLQCommandListAndReplay(t *testing.T) {
 	if code != 0 || out != "replayed 1 to telemetry.gps (7 bytes, was TELEMETRY sequence 7)\n" {
 		t.Errorf("dlq replay 1: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	code, _, errOut = dlqCmd(t, env, "replay", "1")
-	if code != 1 || !strings.Contains(errOut, "not_found") {
-		t.Errorf("dlq replay 1 again: exit %d, stderr %q; want 1, not_found", code, errOut)
+	code, out, errOut = dlqCmd(t, env, "replay", "1")
+	if want := "worker dlq replay: no dead letter with sequence 1 (worker dlq list shows those there are)\n" +
+		"worker dlq replay: 1 of 1 not replayed\n"; code != 1 || out != "" || errOut != want {
+		t.Errorf("dlq replay 1 again: exit %d, stdout %q, stderr %q; want 1 and\n%s", code, out, errOut, want)
+	}
+	code, _, errOut = dlqCmd(t, env, "replay", "999")
+	if code != 1 || !strings.HasPrefix(errOut, "worker dlq replay: no dead letter with sequence 999 ") {
+		t.Errorf("dlq replay 999: exit %d, stderr %q", code, errOut)
 	}
 
 	// -all replays what it can, reports the rest, and fails.
 	code, out, errOut = dlqCmd(t, env, "replay", "-all")
 	if code != 1 || out != "replayed 2 to telemetry.photo (7 bytes, was TELEMETRY sequence 7)\n" ||
-		!strings.Contains(errOut, "worker dlq replay 3: ") || !strings.Contains(errOut, "1 of 2 not replayed") {
+		!strings.Contains(errOut, "worker dlq replay: dead letter 3 has Dlq-Original-Subject \"somewhere.else\", not a telemetry subject") ||
+		!strings.Contains(errOut, "1 of 2 not replayed") {
 		t.Errorf("dlq replay -all: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	s, err := js.Stream(ctx, messaging.StreamName)
@@ -115,5 +121,22 @@ func TestDLQCommandListAndReplay(t *testing.T) {
 	code, out, _ = dlqCmd(t, env, "list")
 	if code != 0 || !strings.Contains(out, "somewhere.else") || !strings.HasSuffix(out, "1 of 1 dead letters, oldest first\n") {
 		t.Errorf("dlq list after replays: exit %d:\n%s", code, out)
+	}
+}
+
+func TestDLQCommandWithoutStreams(t *testing.T) {
+	ns := testenv.NATS(t) // nothing has created TELEMETRY_DLQ here
+	env := map[string]string{"NATS_URL": ns.URL, "NATS_CONNECT_TIMEOUT": "5s"}
+	for _, args := range [][]string{{"list"}, {"replay", "5", "6"}, {"replay", "-all"}} {
+		code, out, errOut := dlqCmd(t, env, args...)
+		if code != 1 || out != "" || !strings.Contains(errOut, ": this NATS server has no TELEMETRY_DLQ stream; ") {
+			t.Errorf("dlq %q: exit %d, stdout %q, stderr %q; want 1 and a sentence about the missing stream", args, code, out, errOut)
+		}
+		if len(args) == 3 && !strings.HasSuffix(errOut, "2 of 2 not replayed\n") {
+			t.Errorf("dlq %q: stderr %q; want the count of what was not replayed", args, errOut)
+		}
+		if n := strings.Count(errOut, "TELEMETRY_DLQ"); n != 1 {
+			t.Errorf("dlq %q: the missing stream is reported %d times, want once:\n%s", args, n, errOut)
+		}
 	}
 }
