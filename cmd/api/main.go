@@ -5,8 +5,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,12 +16,13 @@ import (
 )
 
 func main() {
+	logCfg, logErr := config.LoadLog(os.Getenv, config.LogJSON)
 	cfg, err := config.LoadAPI(os.Getenv)
-	if err != nil {
+	if err := errors.Join(logErr, err); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := logCfg.Logger(os.Stdout)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = api.Run(ctx, cfg, log)
 	stop()

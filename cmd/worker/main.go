@@ -10,8 +10,8 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -29,23 +29,25 @@ func main() {
 	}
 	switch cmd {
 	case "worker":
+		logCfg, logErr := config.LoadLog(os.Getenv, config.LogJSON)
 		cfg, err := config.LoadWorker(os.Getenv)
-		if err != nil {
+		if err := errors.Join(logErr, err); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: cfg.LogLevel}))
+		log := logCfg.Logger(os.Stdout)
 		if err := worker.Run(ctx, cfg, log); err != nil {
 			log.Error("worker failed", "error", err)
 			os.Exit(1)
 		}
 	case "migrate":
+		logCfg, logErr := config.LoadLog(os.Getenv, config.LogJSON)
 		cfg, err := config.LoadMigrate(os.Getenv)
-		if err != nil {
+		if err := errors.Join(logErr, err); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(2)
 		}
-		log := slog.New(slog.NewJSONHandler(os.Stdout, nil))
+		log := logCfg.Logger(os.Stdout)
 		if err := worker.Migrate(ctx, cfg.DatabaseURL); err != nil {
 			log.Error("migration failed", "error", err)
 			os.Exit(1)
