@@ -1,7 +1,8 @@
-// Package api runs the ingest API: it connects to NATS, makes sure the
-// JetStream topology exists, and serves the telemetry routes (package
-// handlers) on the public listener and /metrics, /healthz and /readyz on the
-// admin listener, until its context ends; then it shuts down gracefully.
+// Package api runs the API: it connects to NATS, makes sure the JetStream
+// topology exists, opens the read pool when DATABASE_URL is set, and serves
+// the telemetry routes (package handlers) on the public listener and
+// /metrics, /healthz and /readyz on the admin listener, until its context
+// ends; then it shuts down gracefully.
 package api
 
 import (
@@ -18,9 +19,11 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/crypto"
 	"github.com/challenge-v3/challenge-v3/handlers"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/metrics"
+	"github.com/challenge-v3/challenge-v3/storage"
 )
 
 // Server is the ingest API with its listeners bound and NATS connected.
@@ -29,7 +32,8 @@ type Server struct {
 	cfg     config.API
 	log     *slog.Logger
 	nc      *nats.Conn
-	closed  chan struct{} // closed when the NATS connection is closed
+	closed  chan struct{}   // closed when the NATS connection is closed
+	reader  *storage.Reader // nil without DATABASE_URL
 	ready   *readiness
 	public  *http.Server
 	admin   *http.Server
@@ -91,12 +95,31 @@ func New(ctx context.Context, cfg config.API, log *slog.Logger) (_ *Server, err 
 		return nil, fmt.Errorf("api: %w", err)
 	}
 
+	backends := handlers.Backends{Publisher: pub}
+	if cfg.Read.DatabaseURL != "" {
+		// The pool connects lazily: the API starts, and ingests, while
+		// PostgreSQL is down; the read routes answer 503 until it is back.
+		if s.reader, err = storage.OpenReader(ctx, cfg.Read.PoolDSN(), cfg.Read.StatementTimeout); err != nil {
+			return nil, fmt.Errorf("api: DATABASE_URL: %w", err)
+		}
+		backends.Reader = s.reader
+	}
+	if len(cfg.Read.EncryptionKeys) > 0 {
+		sealer, err := crypto.NewSealer(cfg.Read.EncryptionKeys)
+		if err != nil {
+			return nil, fmt.Errorf("api: ENCRYPTION_KEYS: %w", err)
+		}
+		backends.Sealer = sealer
+	}
 	reg := metrics.NewRegistry()
-	h, err := handlers.New(cfg, pub, reg, log)
+	h, err := handlers.New(cfg, backends, reg, log)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.ready = &readiness{nc: s.nc, js: js}
+	if s.reader != nil {
+		s.ready.db = s.reader
+	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	s.public = &http.Server{
 		Handler:           h,
@@ -109,7 +132,7 @@ func New(ctx context.Context, cfg config.API, log *slog.Logger) (_ *Server, err 
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       errLog,
 	}
-	s.admin = metrics.NewServer(reg, s.ready.check, log)
+	s.admin = metrics.NewServer(reg, s.ready.notDraining, log, s.ready.checks()...)
 	var lc net.ListenConfig
 	if s.ln, err = lc.Listen(ctx, "tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("api: HTTP_ADDR: %w", err)
@@ -131,7 +154,9 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 // clean shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("api listening", "http_addr", s.Addr(), "admin_addr", s.AdminAddr(),
-		"nats", s.nc.ConnectedUrlRedacted(), "keys", len(s.cfg.APIKeys))
+		"nats", s.nc.ConnectedUrlRedacted(), "keys", len(s.cfg.APIKeys),
+		"read_api", s.reader != nil, "images", len(s.cfg.Read.EncryptionKeys) > 0,
+		"cors_origins", len(s.cfg.Read.CORSAllowedOrigins))
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serve(s.public, s.ln, "public") })
 	g.Go(func() error { return serve(s.admin, s.adminLn, "admin") })
@@ -174,6 +199,9 @@ func (s *Server) shutdown() error {
 		errs = append(errs, errors.New("api: nats drain did not finish in time"))
 		s.nc.Close()
 	}
+	if s.reader != nil {
+		s.reader.Close() // no request is left to use it
+	}
 	if err := s.admin.Shutdown(ctx); err != nil {
 		_ = s.admin.Close()
 	}
@@ -191,5 +219,8 @@ func (s *Server) closeAll() {
 	}
 	if s.nc != nil {
 		s.nc.Close()
+	}
+	if s.reader != nil {
+		s.reader.Close()
 	}
 }

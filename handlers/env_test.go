@@ -63,6 +63,12 @@ type stack struct {
 
 func newStack(t testing.TB, mutate func(*config.API)) *stack {
 	t.Helper()
+	return newStackWith(t, mutate, Backends{})
+}
+
+// newStackWith is newStack with read backends (b's Publisher is set here).
+func newStackWith(t testing.TB, mutate func(*config.API), b Backends) *stack {
+	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
 		mutate(&cfg)
@@ -82,7 +88,8 @@ func newStack(t testing.TB, mutate func(*config.API)) *stack {
 	}
 	reg := prometheus.NewRegistry()
 	logs := &testenv.LogBuffer{}
-	h, err := New(cfg, pub, reg, slog.New(slog.NewJSONHandler(logs, nil)))
+	b.Publisher = pub
+	h, err := New(cfg, b, reg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

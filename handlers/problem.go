@@ -60,13 +60,30 @@ var kinds = map[ierr.Kind]problemKind{
 		"An unexpected error occurred; nothing was accepted. Quote the request_id when reporting it."},
 }
 
+// readKinds replace rows of kinds on the read routes (GET, HEAD), whose
+// server-side failures are the database's, not the queue's, and where
+// nothing is being accepted. A 500 there has no detail: the request_id is
+// what a report needs, and an image that does not decrypt must not say why.
+var readKinds = map[ierr.Kind]problemKind{
+	ierr.Unavailable: {http.StatusServiceUnavailable, "service-unavailable", "The stored data cannot be read right now",
+		"The database did not answer in time. Retry after the number of seconds in Retry-After."},
+	ierr.Misconfigured: {http.StatusServiceUnavailable, "service-unavailable", "The stored data cannot be read right now",
+		"The read API cannot use its database (a server-side problem operators can see in the log). Retry later."},
+	ierr.Internal: {http.StatusInternalServerError, "internal-error", "Internal server error", ""},
+}
+
 // writeError answers with the problem document err maps to. Server-side
 // causes are handed to the access log (logged once there) and never shown.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	kind := ierr.KindOf(err)
 	pk, ok := kinds[kind]
 	if !ok {
-		pk = kinds[ierr.Internal]
+		kind, pk = ierr.Internal, kinds[ierr.Internal]
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if rk, ok := readKinds[kind]; ok {
+			pk = rk
+		}
 	}
 	p := Problem{
 		Type:   ProblemTypeBase + pk.slug,

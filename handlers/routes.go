@@ -1,19 +1,22 @@
-// Package handlers is the HTTP edge of the ingest API: the telemetry routes,
-// the middleware chain in front of them (request id and access log →
-// metrics → per-client-IP rate limit → API-key authentication), request
-// decoding, and the one mapping from typed errors to RFC 9457 problem
-// documents.
+// Package handlers is the HTTP edge of the API: the ingest routes, the read
+// routes (stored readings, photo images, devices), the middleware chain in
+// front of them (request id and access log → metrics → panic recovery →
+// CORS headers → per-client-IP rate limit → CORS preflight → API-key
+// authentication), request decoding, and the one mapping from typed errors
+// to RFC 9457 problem documents.
 package handlers
 
 import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/challenge-v3/challenge-v3/config"
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/models"
 )
 
 // Route patterns of the telemetry endpoints; also the "route" metric label.
@@ -25,10 +28,23 @@ const (
 	RouteUnmatched = "unmatched"
 )
 
+// Backends are what the routes call. Publisher is required; the others
+// are optional.
+type Backends struct {
+	// Publisher takes ingested readings; usually a *messaging.Publisher.
+	Publisher publisher
+	// Reader serves the read routes; usually a *storage.Reader. nil: the API
+	// was started without DATABASE_URL and the read routes answer 404 "not
+	// configured".
+	Reader reader
+	// Sealer opens photo images; usually a *crypto.Sealer. nil: no
+	// ENCRYPTION_KEYS, the image route answers 503.
+	Sealer opener
+}
+
 // New returns the public handler: the telemetry routes behind the
-// middleware chain. Its metrics are registered on reg. pub is usually a
-// *messaging.Publisher.
-func New(cfg config.API, pub publisher, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
+// middleware chain. Its metrics are registered on reg.
+func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
 	rl := newRateLimiter(cfg.RateLimitRPS, cfg.RateLimitBurst, cfg.MaxTrackedIPs)
 	m, err := newMetrics(reg, rl.tracked)
 	if err != nil {
@@ -38,19 +54,25 @@ func New(cfg config.API, pub publisher, reg prometheus.Registerer, log *slog.Log
 	if photoSlots <= 0 {
 		photoSlots = config.DefaultPhotoMaxInFlight
 	}
-	ing := &ingest{pub: pub, lim: cfg.Limits, m: m, requestTimeout: cfg.RequestTimeout,
+	ing := &ingest{pub: b.Publisher, lim: cfg.Limits, m: m, requestTimeout: cfg.RequestTimeout,
 		photoSlots: make(chan struct{}, photoSlots)}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc(RouteGyroscope, ing.gyroscope)
 	mux.HandleFunc(RouteGPS, ing.gps)
 	mux.HandleFunc(RoutePhoto, ing.photo)
-	mux.HandleFunc("/", unmatched)
+	readRoutes(mux, b)
+	mux.HandleFunc("/", unmatched(mux))
 
 	// The route is resolved before the chain runs so that refusals by the
-	// outer layers (429, 401) are labelled with the route they aimed at.
+	// outer layers (429, 401) are labelled with the route they aimed at; a
+	// CORS preflight with the route it asks about.
 	routeOf := func(r *http.Request) string {
-		if _, pattern := mux.Handler(r); pattern != "" && pattern != "/" {
+		probe := r
+		if m := routeMethod(r); m != r.Method {
+			probe = &http.Request{Method: m, URL: r.URL, Host: r.Host}
+		}
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
 			return pattern
 		}
 		return RouteUnmatched
@@ -59,32 +81,73 @@ func New(cfg config.API, pub publisher, reg prometheus.Registerer, log *slog.Log
 	ipOf := func(r *http.Request) netip.Addr {
 		return clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
 	}
+	cors := newCORS(cfg.Read.CORSAllowedOrigins)
 	return chain(mux,
 		func(next http.Handler) http.Handler { return requestLog(log, routeOf, ipOf, next) },
 		m.middleware,
 		recoverPanics,
+		cors.headers,
 		rl.middleware(m),
+		cors.preflight,
 		authenticate(cfg.APIKeys, m),
 	), nil
 }
 
-// telemetryPaths are the known paths, to tell 405 from 404.
-var telemetryPaths = map[string]bool{
-	"/telemetry/gyroscope": true,
-	"/telemetry/gps":       true,
-	"/telemetry/photo":     true,
-}
-
-func unmatched(w http.ResponseWriter, r *http.Request) {
-	if telemetryPaths[r.URL.Path] {
-		w.Header().Set("Allow", http.MethodPost)
-		writeProblem(w, r, Problem{
-			Type:   ProblemTypeBase + "method-not-allowed",
-			Title:  "Method not allowed",
-			Status: http.StatusMethodNotAllowed,
-			Detail: "Telemetry is sent with POST.",
-		})
+// readRoutes registers the read API's routes (SPEC §8).
+func readRoutes(mux *http.ServeMux, b Backends) {
+	routes := []string{RouteReadGyroscope, RouteReadGPS, RouteReadPhoto, RouteGyroscopeByID, RouteGPSByID,
+		RoutePhotoByID, RoutePhotoImage, RouteDevices, RouteDevice, RouteDeviceTrack}
+	if b.Reader == nil {
+		for _, route := range routes {
+			mux.HandleFunc(route, notConfigured)
+		}
 		return
 	}
-	writeError(w, r, fieldProblem(ierr.NotFound, "", "No such endpoint; see /telemetry/{gyroscope,gps,photo}."))
+	rd := b.Reader
+	gyro := readings[models.GyroscopeItem]{models.TypeGyroscope, rd.ListGyroscope, rd.Gyroscope}
+	gps := readings[models.GPSItem]{models.TypeGPS, rd.ListGPS, rd.GPS}
+	photos := readings[models.PhotoItem]{models.TypePhoto, rd.ListPhotos, rd.Photo}
+	img := images{store: rd, sealer: b.Sealer}
+	dev := devices{store: rd}
+	for route, h := range map[string]http.HandlerFunc{
+		RouteReadGyroscope: gyro.serveList,
+		RouteReadGPS:       gps.serveList,
+		RouteReadPhoto:     photos.serveList,
+		RouteGyroscopeByID: gyro.serveOne,
+		RouteGPSByID:       gps.serveOne,
+		RoutePhotoByID:     photos.serveOne,
+		RoutePhotoImage:    img.serve,
+		RouteDevices:       dev.list,
+		RouteDevice:        dev.one,
+		RouteDeviceTrack:   dev.track,
+	} {
+		mux.HandleFunc(route, h)
+	}
+}
+
+// unmatched answers what no route took: 405 with Allow when the path has
+// routes for other methods, else 404.
+func unmatched(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var allow []string
+		for _, m := range []string{http.MethodGet, http.MethodPost} {
+			if _, pattern := mux.Handler(&http.Request{Method: m, URL: r.URL, Host: r.Host}); pattern != "" && pattern != "/" {
+				allow = append(allow, m)
+				if m == http.MethodGet {
+					allow = append(allow, http.MethodHead)
+				}
+			}
+		}
+		if len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeProblem(w, r, Problem{
+				Type:   ProblemTypeBase + "method-not-allowed",
+				Title:  "Method not allowed",
+				Status: http.StatusMethodNotAllowed,
+				Detail: "This path answers " + strings.Join(allow, ", ") + ": telemetry is sent with POST and read with GET.",
+			})
+			return
+		}
+		writeError(w, r, fieldProblem(ierr.NotFound, "", "No such endpoint; see /telemetry/{gyroscope,gps,photo} and /devices."))
+	}
 }
