@@ -129,13 +129,21 @@ func (e *Emulator) Faces(id string) []IndexedFace {
 }
 
 // DeleteCollection removes collection id, as an operator deleting it by hand
-// would; it reports whether it existed.
+// would; it reports whether it existed and is gone (an emulator from Open
+// keeps it when the state file cannot be written).
 func (e *Emulator) DeleteCollection(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, ok := e.collections[id]
+	c, ok := e.collections[id]
+	if !ok {
+		return false
+	}
 	delete(e.collections, id)
-	return ok
+	if e.save() != nil {
+		e.collections[id] = c
+		return false
+	}
+	return true
 }
 
 // Collections lists the collection ids, sorted.

@@ -11,8 +11,10 @@
 // overridden (BaseEndpoint, or AWS_ENDPOINT_URL_REKOGNITION). It serves two
 // purposes: the test server for the services package (New, an httptest server
 // with controls to inject errors and latency and to count calls) and the
-// emulator `make run` uses when no AWS configuration is present (NewEmulator
-// and Handler, served by any http.Server).
+// emulator `make run` uses when no AWS configuration is present (Open, whose
+// collections and faces are kept in a file so they survive restarts, as the
+// dev stack's other state does; or NewEmulator and Handler, served by any
+// http.Server).
 //
 // Operations: CreateCollection, DescribeCollection, SearchFacesByImage,
 // IndexFaces and DetectFaces. Any other target answers
@@ -25,6 +27,8 @@
 //   - Every valid image shows exactly one face, unless its digest was marked
 //     with SetNoFace (no face at all) or SetLowQualityFace (a face too poor to
 //     index when IndexFaces filters by quality).
+//   - Face and image ids are random UUIDs, as Rekognition's are: an id is
+//     never given to two faces, also across emulator instances and restarts.
 //   - Identity: an image is its own person, unless SetSamePerson declared it the
 //     same person as another image with a given similarity.
 //   - SearchFacesByImage compares the image with every face in the collection:
@@ -50,7 +54,6 @@ package rekognitionfake
 import (
 	"crypto/sha256"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -88,9 +91,8 @@ type Emulator struct {
 	stuck       map[string]Fault   // by operation; answered until ClearFaults
 	latency     map[string]time.Duration
 	calls       map[string]int
-	seq         uint64
-	requests    atomic.Uint64
 	now         func() time.Time
+	path        string // the state file; "" keeps the state in memory only
 }
 
 type digest [sha256.Size]byte

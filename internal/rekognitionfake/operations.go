@@ -3,12 +3,13 @@ package rekognitionfake
 import (
 	"bytes"
 	"crypto/sha256"
-	"fmt"
 	"image"
 	_ "image/jpeg" // register the decoders used for format validation
 	_ "image/png"
 	"regexp"
 	"slices"
+
+	"github.com/google/uuid"
 )
 
 // The emulated operations and the deterministic face model they share (see
@@ -100,6 +101,10 @@ func (e *Emulator) createCollection(body []byte) (any, *apiError) {
 		return nil, errorf("ResourceAlreadyExistsException", "The collection id: %s already exists", in.CollectionId)
 	}
 	e.collections[in.CollectionId] = &collection{id: in.CollectionId, created: e.now()}
+	if err := e.save(); err != nil {
+		delete(e.collections, in.CollectionId)
+		return nil, err
+	}
 	return map[string]any{
 		"CollectionArn":    e.arn(in.CollectionId),
 		"FaceModelVersion": FaceModelVersion,
@@ -290,16 +295,15 @@ func (e *Emulator) indexFaces(body []byte) (any, *apiError) {
 		}}
 		return out, nil
 	}
-	e.seq++
-	f := face{
-		id:      uuidFrom(fmt.Sprintf("face-%s-%d", c.id, e.seq)),
-		imageID: uuidFrom(fmt.Sprintf("image-%x", d)),
-		image:   d,
-	}
+	f := face{id: uuid.NewString(), imageID: uuid.NewString(), image: d}
 	if in.ExternalImageId != nil {
 		f.externalImageID = *in.ExternalImageId
 	}
 	c.faces = append(c.faces, f)
+	if err := e.save(); err != nil {
+		c.faces = c.faces[:len(c.faces)-1]
+		return nil, err
+	}
 	out["FaceRecords"] = []any{map[string]any{
 		"Face":       e.faceJSON(f),
 		"FaceDetail": map[string]any{"BoundingBox": wholeFace, "Confidence": 99.98},

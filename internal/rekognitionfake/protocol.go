@@ -2,14 +2,14 @@ package rekognitionfake
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // The awsJson1_1 wire protocol: request framing (POST /, X-Amz-Target, SigV4
@@ -123,7 +123,7 @@ func (e *Emulator) writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 	h := w.Header()
 	h.Set("Content-Type", contentType)
-	h.Set("X-Amzn-RequestId", uuidFrom(fmt.Sprintf("request-%d", e.requests.Add(1))))
+	h.Set("X-Amzn-RequestId", uuid.NewString())
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
@@ -137,14 +137,4 @@ func (e *Emulator) writeError(w http.ResponseWriter, ae *apiError) {
 	// a colon; the SDK strips it. The body carries the bare code.
 	w.Header().Set("X-Amzn-ErrorType", ae.code+":http://internal.amazon.com/coral/com.amazonaws.rekognition/")
 	e.writeJSON(w, status, map[string]string{"__type": ae.code, "message": ae.message})
-}
-
-// uuidFrom formats a digest of s as a version-4-shaped UUID, so ids are
-// deterministic for a given emulator history and look like Rekognition's.
-func uuidFrom(s string) string {
-	b := sha256.Sum256([]byte(s))
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:16])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }

@@ -22,6 +22,17 @@ func New() *Server {
 	return &Server{Emulator: e, URL: ts.URL, ts: ts}
 }
 
+// Open starts a Server on OpenEmulator(path): its collections and faces are
+// loaded from and saved to the file at path, so they outlive the process.
+func Open(path string) (*Server, error) {
+	e, err := OpenEmulator(path)
+	if err != nil {
+		return nil, err
+	}
+	ts := httptest.NewServer(e.Handler())
+	return &Server{Emulator: e, URL: ts.URL, ts: ts}, nil
+}
+
 // Close stops the server; in-flight requests are cut off, so later SDK calls
 // fail with a connection error.
 func (s *Server) Close() {
