@@ -21,8 +21,14 @@ import (
 const dlqUsage = `usage:
   worker dlq list [-n 50]              list the oldest dead letters of TELEMETRY_DLQ
   worker dlq replay SEQ [SEQ...]       put these dead letters back on TELEMETRY
-  worker dlq replay -all [-n 1000]     replay the oldest dead letters, at most -n of them
-Needs only NATS_URL (and NATS_CONNECT_TIMEOUT) from the environment.`
+  worker dlq replay -all [-n 1000]     replay the oldest dead letters, at most -n of them`
+
+// dlqHelp prints what the dlq commands are, their usage and their
+// environment.
+func dlqHelp(out io.Writer) {
+	fmt.Fprintf(out, "worker dlq: inspect and replay the dead letters of TELEMETRY_DLQ (see docs/worker.md).\n\n%s\n\nenvironment (only NATS):\n", dlqUsage)
+	config.WriteVars(out, config.CommandDLQ)
+}
 
 // Exit codes of the dlq commands.
 const (
@@ -46,7 +52,7 @@ func runDLQ(ctx context.Context, args []string, getenv config.Getenv, out, errOu
 	}
 	parseFailed := func(err error) int {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(out, dlqUsage)
+			dlqHelp(out)
 			return exitOK
 		}
 		return usage("%v", err)
@@ -103,7 +109,7 @@ func runDLQ(ctx context.Context, args []string, getenv config.Getenv, out, errOu
 			return dlqReplay(ctx, js, seqs, out, errOut)
 		}
 	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(out, dlqUsage)
+		dlqHelp(out)
 		return exitOK
 	default:
 		return usage("unknown subcommand %q", sub)
