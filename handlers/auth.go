@@ -18,6 +18,10 @@ import (
 func authenticate(keys []config.APIKey, m *metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if isPublic(infoFrom(r.Context()).route) { // the API's documentation
+				next.ServeHTTP(w, r)
+				return
+			}
 			presented := r.Header.Get("X-API-Key")
 			if presented == "" {
 				m.authFailures.WithLabelValues("missing").Inc()

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/internal/openapitest"
 	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
@@ -95,6 +96,8 @@ func newStackWith(t testing.TB, mutate func(*config.API), b Backends) *stack {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
+	// Every exchange of s.do is checked against the OpenAPI document.
+	srv.Client().Transport = openapitest.Transport(t, srv.Client().Transport)
 	return &stack{t: t, nats: ns, nc: nc, js: js, srv: srv, h: h, reg: reg, logs: logs, cfg: cfg}
 }
 

@@ -62,6 +62,11 @@ func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger
 	mux.HandleFunc(RouteGPS, ing.gps)
 	mux.HandleFunc(RoutePhoto, ing.photo)
 	readRoutes(mux, b)
+	docs, err := newDocs()
+	if err != nil {
+		return nil, err
+	}
+	docs.register(mux) // public: see isPublic
 	mux.HandleFunc("/", unmatched(mux))
 
 	// The route is resolved before the chain runs so that refusals by the

@@ -11,8 +11,9 @@
 //
 // What is checked, per exchange:
 //   - the request matches a documented operation (method and path); a
-//     request to an undocumented one must be answered 404 or 405 with a
-//     problem document (a test of unknown routes), never 2xx;
+//     request to an undocumented one (a test of unknown routes) must be
+//     refused with a problem document: 404 or 405, or 401, 403 or 429 from
+//     the layers in front of the router; never 2xx;
 //   - the request's parameters, headers, API-key presence and body (JSON,
 //     multipart) against the operation. A request the document calls invalid
 //     is fine when the server refuses it (4xx: a negative test), and an error
@@ -219,10 +220,18 @@ func apiKeyPresent(_ context.Context, in *openapi3filter.AuthenticationInput) er
 	return nil
 }
 
+// refusals are the answers a request for an undocumented operation may get:
+// 404 or 405 from the router, or a refusal by a layer that runs before it
+// (authentication 401/403, rate limit 429).
+var refusals = map[int]bool{
+	http.StatusNotFound: true, http.StatusMethodNotAllowed: true,
+	http.StatusUnauthorized: true, http.StatusForbidden: true, http.StatusTooManyRequests: true,
+}
+
 // undocumented checks the answer to a request that matches no documented
-// operation: it must be a 404 or 405 problem document.
+// operation: it must be a refusal, as a problem document.
 func (tr *transport) undocumented(where string, resp *http.Response, findErr error) {
-	if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed {
+	if !refusals[resp.StatusCode] {
 		tr.t.Errorf("openapitest: %s: the route is not in the OpenAPI document (%v), yet the server answered %d", where, findErr, resp.StatusCode)
 		return
 	}
