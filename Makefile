@@ -44,8 +44,25 @@ run:
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/api ./cmd/worker
 
-## migrate: apply the database migrations to DATABASE_URL
+## migrate: apply the database migrations to DATABASE_URL. When it is unset and
+## the dev stack's state exists, to the dev stack's database while `make run`
+## runs: its PostgreSQL writes the port it listens on to line 4 of
+## postmaster.pid (a documented PostgreSQL file), and the rest of the DSN is
+## fixed by internal/devstack (role postgres, trust on 127.0.0.1, database
+## telemetry). Decided here, not in `worker migrate`: a deployed binary never
+## guesses its database.
+DEVSTACK ?= ./.devstack
 migrate:
+	@if [ -z "$${DATABASE_URL:-}" ] && [ -d "$(DEVSTACK)" ]; then \
+		pidfile="$(DEVSTACK)/pg/data/postmaster.pid"; \
+		port=$$(sed -n 4p "$$pidfile" 2>/dev/null || true); \
+		if ! [[ "$$port" =~ ^[0-9]+$$ ]]; then \
+			echo "make migrate: DATABASE_URL is unset and the dev stack's PostgreSQL is not running ($$pidfile is missing); start it with make run, or set DATABASE_URL" >&2; \
+			exit 2; \
+		fi; \
+		export DATABASE_URL="postgres://postgres@127.0.0.1:$$port/telemetry?sslmode=disable"; \
+		echo "make migrate: DATABASE_URL is unset; using the dev stack's database $$DATABASE_URL" >&2; \
+	fi; \
 	$(GO) run ./cmd/worker migrate
 
 bench:
