@@ -19,9 +19,13 @@ import (
 const JSONBodyLimit = 64 << 10
 
 // PhotoBodyLimit is the largest photo request body read, JSON or multipart:
-// the base64 form of the largest image plus room for the other fields.
+// the base64 form of the largest image, an eighth more for what wrapping
+// and JSON escaping add to it (a line break every 64 characters escaped as
+// "\r\n" is 6.25%, org.json's "\/" for every "/" about 1.6% more), and room
+// for the other fields. The image's own limit is checked once decoded.
 func PhotoBodyLimit(lim models.Limits) int64 {
-	return int64(base64.StdEncoding.EncodedLen(lim.MaxPhotoBytes)) + 64<<10
+	n := int64(base64.StdEncoding.EncodedLen(lim.MaxPhotoBytes))
+	return n + n/8 + 64<<10
 }
 
 // maxFormValue bounds the device_id and timestamp parts of a multipart body.

@@ -550,3 +550,77 @@ func TestUnknownRoutes(t *testing.T) {
 		t.Errorf("Allow = %q", resp.Header.Get("Allow"))
 	}
 }
+
+// wrapLines breaks s into lines of n characters, each ended by sep, as
+// line-wrapping base64 encoders do (the last line too).
+func wrapLines(s string, n int, sep string) string {
+	var b strings.Builder
+	for len(s) > n {
+		b.WriteString(s[:n] + sep)
+		s = s[n:]
+	}
+	b.WriteString(s + sep)
+	return b.String()
+}
+
+// base64Forms is every base64 form of img that real clients send (SPEC §2).
+func base64Forms(img []byte) map[string]string {
+	std := base64.StdEncoding.EncodeToString(img)
+	url := base64.URLEncoding.EncodeToString(img)
+	return map[string]string{
+		"standard":                std,
+		"url-safe":                url,
+		"standard unpadded":       base64.RawStdEncoding.EncodeToString(img),
+		"url-safe unpadded":       base64.RawURLEncoding.EncodeToString(img),
+		"data uri":                "data:image/jpeg;base64," + std,
+		"android Base64.DEFAULT":  wrapLines(std, 76, "\n"),
+		"android URL_SAFE":        wrapLines(url, 76, "\n"),
+		"mime":                    wrapLines(std, 76, "\r\n"),
+		"openssl (64 columns)":    wrapLines(std, 64, "\n"),
+		"data uri, wrapped":       "data:image/png;base64," + wrapLines(std, 76, "\n"),
+		"data uri, wrapped, CRLF": "data:image/png;base64," + wrapLines(std, 76, "\r\n"),
+	}
+}
+
+// photoRequest is a photo request whose "photo" is the JSON string of text.
+func photoRequest(text string) string {
+	b, _ := json.Marshal(text)
+	return `{"device_id":"d","timestamp":"` + rfc(time.Now()) + `","photo":` + string(b) + `}`
+}
+
+func TestPhotoBase64Forms(t *testing.T) {
+	s := newStack(t, nil)
+	for _, fx := range []struct {
+		name string
+		img  []byte
+		ct   string
+	}{{"jpeg", jpegFixture, models.ContentTypeJPEG}, {"png", pngFixture, models.ContentTypePNG}} {
+		for form, text := range base64Forms(fx.img) {
+			t.Run(fx.name+"/"+form, func(t *testing.T) {
+				wantStatus(t, s.postJSON("/telemetry/photo", photoRequest(text)), http.StatusAccepted)
+				p, err := models.Unmarshal(models.TypePhoto, s.lastMsg(models.TypePhoto).Data, models.DefaultLimits())
+				if err != nil || !bytes.Equal(p.(*models.Photo).Image, fx.img) || p.(*models.Photo).ContentType != fx.ct {
+					t.Fatalf("published photo differs: %v", err)
+				}
+			})
+		}
+	}
+}
+
+// TestPhotoSizeLimitIsOnDecodedBytes: an image of exactly 5 MiB passes in
+// every form, line breaks and all; one byte more is 413 in every form.
+func TestPhotoSizeLimitIsOnDecodedBytes(t *testing.T) {
+	s := newStack(t, nil)
+	max := s.cfg.Limits.MaxPhotoBytes
+	atLimit := append(append([]byte{}, jpegFixture...), make([]byte, max-len(jpegFixture))...)
+	over := append(atLimit[:max:max], 0)
+	for _, form := range []string{"standard", "url-safe unpadded", "android Base64.DEFAULT", "mime", "openssl (64 columns)", "data uri, wrapped, CRLF"} {
+		t.Run(form, func(t *testing.T) {
+			wantStatus(t, s.postJSON("/telemetry/photo", photoRequest(base64Forms(atLimit)[form])), http.StatusAccepted)
+			p := checkProblem(t, s.postJSON("/telemetry/photo", photoRequest(base64Forms(over)[form])), http.StatusRequestEntityTooLarge)
+			if len(p.Errors) != 1 || p.Errors[0].Field != "photo" {
+				t.Errorf("413 names %+v, want the photo", p.Errors)
+			}
+		})
+	}
+}

@@ -18,8 +18,9 @@ import (
 // is an *ierr.Error of kind Invalid naming every failing field; a photo
 // whose only fault is its image is TooLarge or Unsupported instead.
 //
-// A photo's "photo" field is the image as base64 (standard or URL alphabet,
-// padded or not, optionally as a data: URI).
+// A photo's "photo" field is the image as base64 in any form real clients
+// produce: standard or URL alphabet, padded or not, optionally as a data:
+// URI, and line-wrapped with \n or \r\n (Android's Base64.DEFAULT, MIME).
 func Decode[T Reading, P Message[T]](r io.Reader, now time.Time, lim Limits) (T, error) {
 	// A nil P names the type; the methods called on it do not read it. (A
 	// method called on &v through the type parameter would move v to the
@@ -89,18 +90,11 @@ func (*Photo) fromRequest(op string, o object, m Meta, lim Limits, fe fieldError
 		err := p.setImage(op, nil, lim, fe)
 		return p, err
 	}
-	var b64 []byte
-	switch {
-	case len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0:
-		b64 = raw[1 : len(raw)-1] // no escapes: decode in place, no copy
-	default:
-		var s string
-		if json.Unmarshal(raw, &s) != nil {
-			fe.add("photo", "must be a base64 string")
-			err := p.setImage(op, nil, lim, fe)
-			return p, err
-		}
-		b64 = []byte(s)
+	b64, err := base64Text(raw)
+	if err != nil {
+		fe.add("photo", err.Error())
+		err := p.setImage(op, nil, lim, fe)
+		return p, err
 	}
 	img, err := decodeBase64Image(b64, lim.MaxPhotoBytes)
 	if err != nil {
@@ -162,8 +156,65 @@ func (p *Photo) setImage(op string, img []byte, lim Limits, fe fieldErrors) erro
 
 var errImageTooLarge = errors.New("image too large")
 
-// decodeBase64Image decodes the image without ever allocating more than the
-// limit allows for.
+// base64Text returns the text of raw, a JSON string with its quotes, as the
+// base64 decoder needs it: escapes undone and line breaks dropped (a
+// line-wrapped encoding travels in JSON as "\n" or "\r\n" escapes, and
+// org.json writes "/" as "\/", Gson "=" as "\u003d").
+//
+// It works in place, overwriting raw: raw is this request's own buffer and
+// nothing reads the photo's raw text afterwards, so a photo of megabytes is
+// never copied, wrapped or not. Without escapes, the common case, raw is
+// only scanned.
+func base64Text(raw []byte) ([]byte, error) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return nil, errors.New("must be a base64 string")
+	}
+	s := raw[1 : len(raw)-1]
+	errBase64 := errors.New("must be valid base64")
+	w, i := 0, 0 // write and read offsets; w <= i throughout
+	for {
+		j := bytes.IndexByte(s[i:], '\\')
+		if j < 0 {
+			j = len(s) - i
+		}
+		if w != i {
+			copy(s[w:], s[i:i+j])
+		}
+		w, i = w+j, i+j
+		if i == len(s) {
+			return s[:w], nil
+		}
+		if i+1 == len(s) {
+			return nil, errBase64
+		}
+		c := s[i+1]
+		i += 2
+		switch c {
+		case 'n', 'r':
+			continue
+		case '"', '\\', '/':
+		case 'u':
+			if i+4 > len(s) {
+				return nil, errBase64
+			}
+			r, err := strconv.ParseUint(string(s[i:i+4]), 16, 16)
+			i += 4
+			if err != nil || r >= 0x80 { // base64 is ASCII
+				return nil, errBase64
+			}
+			if c = byte(r); c == '\n' || c == '\r' {
+				continue
+			}
+		default: // \b, \f, \t: never part of base64
+			return nil, errBase64
+		}
+		s[w] = c
+		w++
+	}
+}
+
+// decodeBase64Image decodes the image (s holds no line breaks; see
+// base64Text) without ever allocating more than the limit allows for.
 func decodeBase64Image(s []byte, maxBytes int) ([]byte, error) {
 	if rest, ok := bytes.CutPrefix(s, []byte("data:")); ok {
 		_, data, found := bytes.Cut(rest, []byte(";base64,"))
@@ -176,12 +227,15 @@ func decodeBase64Image(s []byte, maxBytes int) ([]byte, error) {
 		return nil, errors.New("is required")
 	}
 	enc := base64.StdEncoding
-	if bytes.ContainsAny(s, "-_") {
+	// Two byte scans, not bytes.ContainsAny: those are vectorised, a
+	// set lookup per byte is not, and a photo is megabytes.
+	if bytes.IndexByte(s, '-') >= 0 || bytes.IndexByte(s, '_') >= 0 {
 		enc = base64.URLEncoding
 	}
 	if !bytes.HasSuffix(s, []byte("=")) && len(s)%4 != 0 {
 		enc = enc.WithPadding(base64.NoPadding)
 	}
+	// Exact up to the padding (at most 2 bytes), as s holds only base64.
 	if enc.DecodedLen(len(s)) > maxBytes+2 {
 		return nil, fmt.Errorf("%w: must be at most %d bytes decoded", errImageTooLarge, maxBytes)
 	}
