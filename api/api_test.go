@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/internal/openapitest"
 	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
@@ -99,7 +100,7 @@ func post(t *testing.T, addr, path, body string, headers ...string) (*http.Respo
 			req.Header.Set(headers[i], headers[i+1])
 		}
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func post(t *testing.T, addr, path, body string, headers ...string) (*http.Respo
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := openapitest.Client(t).Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +285,7 @@ func TestGracefulShutdownFinishesInFlightRequest(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := openapitest.Client(t).Do(req)
 		if err != nil {
 			res <- result{err: err}
 			return

@@ -17,6 +17,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/challenge-v3/challenge-v3/internal/openapitest"
 )
 
 // The metrics reference in the README is what operators build dashboards
@@ -320,7 +322,7 @@ func scrape(t *testing.T, addr string) map[string]*dto.MetricFamily {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(t).Do(req)
 	if err != nil {
 		t.Fatalf("scrape %s: %v", addr, err)
 	}

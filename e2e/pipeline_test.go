@@ -17,6 +17,7 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/crypto"
 	"github.com/challenge-v3/challenge-v3/internal/localpg"
+	"github.com/challenge-v3/challenge-v3/internal/openapitest"
 )
 
 // Each endpoint: 202, then the exact values are in their table with one
@@ -253,7 +254,7 @@ func TestTwoWorkersStoreEachReadingOnce(t *testing.T) {
 // scrapeCounter reads one sample of a Prometheus text exposition.
 func scrapeCounter(t *testing.T, url, series string) int {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := openapitest.Client(t).Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/api"
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/internal/openapitest"
 	"github.com/challenge-v3/challenge-v3/internal/rekognitionfake"
 	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/services"
@@ -200,7 +201,7 @@ func (s *stack) postMultipart(deviceID, timestamp string, img []byte) (int, map[
 
 func (s *stack) do(req *http.Request) (int, map[string]any) {
 	s.t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := openapitest.Client(s.t).Do(req) // every exchange checked against the OpenAPI document
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -95,6 +95,9 @@ type spec struct {
 	router routers.Router
 	// problem is the Problem schema, for answers to undocumented routes.
 	problem *openapi3.Schema
+	// elsewhere are the paths served on a listener of their own (the
+	// admin one): on the public listener they are unknown routes.
+	elsewhere map[string]bool
 }
 
 var (
@@ -124,7 +127,11 @@ func loadSpec(data []byte) (*spec, error) {
 	// Routes are matched by method and path only: the tests' servers listen
 	// on random ports, and the admin routes have a server of their own.
 	doc.Servers = nil
-	for _, item := range doc.Paths.Map() {
+	elsewhere := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		if len(item.Servers) > 0 {
+			elsewhere[path] = true
+		}
 		item.Servers = nil
 	}
 	router, err := legacy.NewRouter(doc)
@@ -135,7 +142,7 @@ func loadSpec(data []byte) (*spec, error) {
 	if problem == nil || problem.Value == nil {
 		return nil, errors.New("openapi.json: no Problem schema")
 	}
-	return &spec{doc: doc, router: router, problem: problem.Value}, nil
+	return &spec{doc: doc, router: router, problem: problem.Value, elsewhere: elsewhere}, nil
 }
 
 type transport struct {
@@ -166,6 +173,11 @@ func (tr *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 	if findErr != nil {
 		tr.undocumented(where, resp, findErr)
+		return resp, nil
+	}
+	if tr.s.elsewhere[route.Path] && refusals[resp.StatusCode] && route.Operation.Responses.Status(resp.StatusCode) == nil {
+		// An admin path asked of the public listener, which does not know it.
+		tr.undocumented(where, resp, fmt.Errorf("%s is served on another listener", route.Path))
 		return resp, nil
 	}
 	if reqErr != nil && resp.StatusCode < 400 {

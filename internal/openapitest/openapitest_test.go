@@ -218,6 +218,12 @@ func TestTransport(t *testing.T) {
 			answer{200, map[string]string{"Content-Type": "text/html; charset=utf-8", "Content-Security-Policy": "default-src 'self'", "Cache-Control": "no-cache"}, "<html>"}, ""},
 		{"docs asset", newReq("GET", "/docs/swagger-ui.css", "", "", "X-API-Key", ""),
 			answer{200, map[string]string{"Content-Type": "text/css; charset=utf-8", "Content-Security-Policy": "default-src 'self'", "ETag": `"x"`, "Cache-Control": "public"}, "body{}"}, ""},
+		{"admin metrics", newReq("GET", "/metrics", "", "", "X-API-Key", ""),
+			answer{200, map[string]string{"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}, "go_goroutines 7\n"}, ""},
+		{"admin path asked of the public listener", newReq("GET", "/metrics", "", "", "X-API-Key", ""),
+			problemAnswer(401, "WWW-Authenticate", `APIKey realm="telemetry", header="X-API-Key"`), ""},
+		{"admin healthz off the schema", newReq("GET", "/healthz", "", "", "X-API-Key", ""),
+			jsonAnswer(200, `{"status":"ok","extra":1}`, "Cache-Control", "no-store"), "response body doesn't match schema"},
 		{"admin readyz", newReq("GET", "/readyz", "", "", "X-API-Key", ""),
 			jsonAnswer(503, `{"status":"unavailable","reason":"nats not connected"}`, "Cache-Control", "no-store"), ""},
 	}
