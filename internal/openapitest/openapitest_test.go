@@ -242,3 +242,19 @@ func TestTransport(t *testing.T) {
 		})
 	}
 }
+
+func TestTransportChecksIDs(t *testing.T) {
+	// A malformed id refused is a negative test; accepted, the document and
+	// the code disagree.
+	if got, _ := exchange(t, problemAnswer(400), newReq("GET", "/telemetry/gps/not-a-uuid", "", "")); got != "" {
+		t.Errorf("reported:\n%s", got)
+	}
+	got, _ := exchange(t, jsonAnswer(200, gpsItem), newReq("GET", "/telemetry/gps/not-a-uuid", "", ""))
+	if !strings.Contains(got, "accepted a request the OpenAPI document calls invalid") {
+		t.Errorf("reported %q", got)
+	}
+	bad := strings.Replace(gpsItem, `"2026-11-28T10:00:00Z"`, `"yesterday"`, 1)
+	if got, _ := exchange(t, jsonAnswer(200, bad), newReq("GET", "/telemetry/gps/"+readID, "", "")); !strings.Contains(got, "date-time") {
+		t.Errorf("a timestamp that is not RFC 3339: reported %q", got)
+	}
+}
