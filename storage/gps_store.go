@@ -5,17 +5,32 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
-// insertGPSSQL stores a batch and its audit rows in one statement (one
-// transaction, one round trip). The input is de-duplicated and sorted by
-// message id: a message twice in one batch counts once, and concurrent
-// workers take the unique-index locks in the same order (no deadlocks).
-// ON CONFLICT DO NOTHING skips messages stored before; RETURNING yields
-// exactly the inserted rows, and only those get an audit row, whose action
-// is $8 (ActionGPSStored).
+// insertGPSSQL stores a batch, its audit rows and its devices' summaries in
+// one statement (one transaction, one round trip). The input is
+// de-duplicated and sorted by message id: a message twice in one batch
+// counts once, and concurrent workers take the unique-index locks in the
+// same order (no deadlocks). ON CONFLICT DO NOTHING skips messages stored
+// before; RETURNING yields exactly the inserted rows, and only those get an
+// audit row (action $8, ActionGPSStored) and are counted in device.
+//
+// The device upsert runs once inserted is complete (it aggregates it), so
+// a statement holds its message-id locks before it takes any device row,
+// and it takes the device rows in device_id order: two workers writing
+// batches of overlapping devices (GPS and gyroscope included, see
+// insertGyroscopeSQL) wait for each other instead of deadlocking. The last
+// position is the batch's latest fix of the device, written only when it is
+// at least as recent as the stored one: a fix that arrives late never moves
+// the device back in time, and at equal timestamps the fix stored last wins
+// (as in migration 0002's backfill and at the end of the device's track).
+//
+// The statement returns the inserted rows with the columns of
+// readingTables[TypeGPS] (read_readings.go), so the worker announces each
+// reading with exactly the item the read API serves for it.
 const insertGPSSQL = `
 WITH input AS (
 	SELECT DISTINCT ON (message_id) *
@@ -26,20 +41,40 @@ WITH input AS (
 	INSERT INTO gps (message_id, device_id, latitude, longitude, recorded_at, received_at)
 	SELECT message_id, device_id, latitude, longitude, recorded_at, received_at FROM input
 	ON CONFLICT (message_id) DO NOTHING
-	RETURNING id, message_id, device_id
+	RETURNING id, message_id, device_id, recorded_at, received_at, created_at, latitude, longitude
 ), audited AS (
 	INSERT INTO audit_log (actor, action, resource, resource_id, message_id, details)
 	SELECT input.actor, $8::text, 'gps', inserted.id::text, inserted.message_id,
 		jsonb_build_object('device_id', inserted.device_id)
 	FROM inserted JOIN input USING (message_id)
+), summarized AS (
+	INSERT INTO device AS d (device_id, first_seen, last_seen, gps_count, last_latitude, last_longitude, last_position_at)
+	SELECT device_id, min(recorded_at), max(recorded_at), count(*),
+		(array_agg(latitude ORDER BY recorded_at DESC, id DESC))[1],
+		(array_agg(longitude ORDER BY recorded_at DESC, id DESC))[1],
+		max(recorded_at)
+	FROM inserted
+	GROUP BY device_id
+	ORDER BY device_id
+	ON CONFLICT (device_id) DO UPDATE SET
+		first_seen = least(d.first_seen, EXCLUDED.first_seen),
+		last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
+		gps_count = d.gps_count + EXCLUDED.gps_count,
+		last_latitude = CASE WHEN d.last_position_at IS NULL OR EXCLUDED.last_position_at >= d.last_position_at
+			THEN EXCLUDED.last_latitude ELSE d.last_latitude END,
+		last_longitude = CASE WHEN d.last_position_at IS NULL OR EXCLUDED.last_position_at >= d.last_position_at
+			THEN EXCLUDED.last_longitude ELSE d.last_longitude END,
+		last_position_at = greatest(d.last_position_at, EXCLUDED.last_position_at),
+		updated_at = now()
 )
-SELECT message_id FROM inserted`
+SELECT id, message_id, device_id, recorded_at, received_at, created_at, latitude, longitude FROM inserted`
 
-// InsertGPS stores a batch of GPS fixes with one audit row each, all or
-// nothing, and returns the ids of the messages it inserted; the others were
-// stored before (duplicates). A batch with a row the schema refuses fails
-// as a whole with an Invalid error.
-func (s *Store) InsertGPS(ctx context.Context, batch []models.GPS) ([]uuid.UUID, error) {
+// InsertGPS stores a batch of GPS fixes with one audit row each, and counts
+// them in their devices' summaries, all or nothing. It returns the fixes it
+// inserted, as the read API serves them; the others were stored before
+// (duplicates). A batch with a row the schema refuses fails as a whole with
+// an Invalid error.
+func (s *Store) InsertGPS(ctx context.Context, batch []models.GPS) ([]models.GPSItem, error) {
 	n := len(batch)
 	if n == 0 {
 		return nil, nil
@@ -52,26 +87,20 @@ func (s *Store) InsertGPS(ctx context.Context, batch []models.GPS) ([]uuid.UUID,
 		lats[i], lons[i] = g.Latitude, g.Longitude
 		recorded[i], received[i] = g.RecordedAt, g.ReceivedAt
 	}
-	return s.insertBatch(ctx, "storage.InsertGPS", insertGPSSQL, ids, actors, devices, lats, lons, recorded, received, ActionGPSStored)
+	return insertBatch(ctx, s, "storage.InsertGPS", scanGPS, insertGPSSQL,
+		ids, actors, devices, lats, lons, recorded, received, ActionGPSStored)
 }
 
-// insertBatch runs a batch statement that returns the inserted message ids.
-func (s *Store) insertBatch(ctx context.Context, op, sql string, args ...any) ([]uuid.UUID, error) {
+// insertBatch runs a batch statement and returns the rows it inserted,
+// scanned into items.
+func insertBatch[T any](ctx context.Context, s *Store, op string, scan itemScanner[T], sql string, args ...any) ([]T, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, translate(op, err)
 	}
-	var inserted []uuid.UUID
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, translate(op, err)
-		}
-		inserted = append(inserted, id)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, translate(op, err)
-	}
-	return inserted, nil
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (T, error) {
+		item, _, err := scan(row)
+		return item, err
+	})
+	return items, translate(op, err)
 }

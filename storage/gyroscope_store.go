@@ -9,7 +9,9 @@ import (
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
-// insertGyroscopeSQL: see insertGPSSQL. $9 is ActionGyroscopeStored.
+// insertGyroscopeSQL: see insertGPSSQL, whose lock order (message ids, then
+// device rows by device_id) this statement shares. $9 is
+// ActionGyroscopeStored.
 const insertGyroscopeSQL = `
 WITH input AS (
 	SELECT DISTINCT ON (message_id) *
@@ -20,17 +22,28 @@ WITH input AS (
 	INSERT INTO gyroscope (message_id, device_id, x, y, z, recorded_at, received_at)
 	SELECT message_id, device_id, x, y, z, recorded_at, received_at FROM input
 	ON CONFLICT (message_id) DO NOTHING
-	RETURNING id, message_id, device_id
+	RETURNING id, message_id, device_id, recorded_at, received_at, created_at, x, y, z
 ), audited AS (
 	INSERT INTO audit_log (actor, action, resource, resource_id, message_id, details)
 	SELECT input.actor, $9::text, 'gyroscope', inserted.id::text, inserted.message_id,
 		jsonb_build_object('device_id', inserted.device_id)
 	FROM inserted JOIN input USING (message_id)
+), summarized AS (
+	INSERT INTO device AS d (device_id, first_seen, last_seen, gyroscope_count)
+	SELECT device_id, min(recorded_at), max(recorded_at), count(*)
+	FROM inserted
+	GROUP BY device_id
+	ORDER BY device_id
+	ON CONFLICT (device_id) DO UPDATE SET
+		first_seen = least(d.first_seen, EXCLUDED.first_seen),
+		last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
+		gyroscope_count = d.gyroscope_count + EXCLUDED.gyroscope_count,
+		updated_at = now()
 )
-SELECT message_id FROM inserted`
+SELECT id, message_id, device_id, recorded_at, received_at, created_at, x, y, z FROM inserted`
 
 // InsertGyroscope stores a batch of gyroscope readings; see InsertGPS.
-func (s *Store) InsertGyroscope(ctx context.Context, batch []models.Gyroscope) ([]uuid.UUID, error) {
+func (s *Store) InsertGyroscope(ctx context.Context, batch []models.Gyroscope) ([]models.GyroscopeItem, error) {
 	n := len(batch)
 	if n == 0 {
 		return nil, nil
@@ -43,5 +56,6 @@ func (s *Store) InsertGyroscope(ctx context.Context, batch []models.Gyroscope) (
 		xs[i], ys[i], zs[i] = g.X, g.Y, g.Z
 		recorded[i], received[i] = g.RecordedAt, g.ReceivedAt
 	}
-	return s.insertBatch(ctx, "storage.InsertGyroscope", insertGyroscopeSQL, ids, actors, devices, xs, ys, zs, recorded, received, ActionGyroscopeStored)
+	return insertBatch(ctx, s, "storage.InsertGyroscope", scanGyroscope, insertGyroscopeSQL,
+		ids, actors, devices, xs, ys, zs, recorded, received, ActionGyroscopeStored)
 }

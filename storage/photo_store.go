@@ -30,25 +30,39 @@ type Photo struct {
 	Similarity        *float64 // percent, for a match
 }
 
-// insertPhotoSQL stores a photo and its audit row (action $15,
-// ActionPhotoStored) in one statement; see insertGPSSQL.
+// insertPhotoSQL stores a photo, its audit row (action $15,
+// ActionPhotoStored) and its device's summary in one statement, and returns
+// the row with the columns of readingTables[TypePhoto]; see insertGPSSQL.
 const insertPhotoSQL = `
 WITH inserted AS (
 	INSERT INTO photo (message_id, device_id, recorded_at, received_at, content_type, size_bytes,
 		image_ciphertext, encryption_key_id, recognition_status, recognized, face_id, similarity)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULLIF($11, ''), $12)
 	ON CONFLICT (message_id) DO NOTHING
-	RETURNING id, message_id
+	RETURNING id, message_id, device_id, recorded_at, received_at, created_at,
+		content_type, size_bytes, recognition_status, recognized, face_id, similarity
 ), audited AS (
 	INSERT INTO audit_log (actor, action, resource, resource_id, message_id, details)
 	SELECT $13, $15::text, 'photo', inserted.id::text, inserted.message_id, $14::jsonb
 	FROM inserted
+), summarized AS (
+	INSERT INTO device AS d (device_id, first_seen, last_seen, photo_count)
+	SELECT device_id, recorded_at, recorded_at, 1 FROM inserted
+	ON CONFLICT (device_id) DO UPDATE SET
+		first_seen = least(d.first_seen, EXCLUDED.first_seen),
+		last_seen = greatest(d.last_seen, EXCLUDED.last_seen),
+		photo_count = d.photo_count + 1,
+		updated_at = now()
 )
-SELECT id FROM inserted`
+SELECT id, message_id, device_id, recorded_at, received_at, created_at,
+	content_type, size_bytes, recognition_status, recognized, face_id, similarity
+FROM inserted`
 
-// InsertPhoto stores a photo and its audit row in one statement. inserted is
-// false when the message was stored before (a duplicate delivery).
-func (s *Store) InsertPhoto(ctx context.Context, p Photo) (inserted bool, err error) {
+// InsertPhoto stores a photo with its audit row, and counts it in its
+// device's summary, in one statement. It returns the stored photo as the
+// read API serves it; inserted is false (and the item zero) when the
+// message was stored before (a duplicate delivery).
+func (s *Store) InsertPhoto(ctx context.Context, p Photo) (item models.PhotoItem, inserted bool, err error) {
 	const op = "storage.InsertPhoto"
 	// The audit details never hold image bytes, digests of them, or secrets.
 	details := map[string]any{
@@ -65,19 +79,18 @@ func (s *Store) InsertPhoto(ctx context.Context, p Photo) (inserted bool, err er
 	if p.Similarity != nil {
 		details["similarity"] = *p.Similarity
 	}
-	var id int64
-	err = s.pool.QueryRow(ctx, insertPhotoSQL,
+	item, _, err = scanPhoto(s.pool.QueryRow(ctx, insertPhotoSQL,
 		p.MessageID, p.DeviceID, p.RecordedAt, p.ReceivedAt, p.ContentType, p.SizeBytes,
 		p.Ciphertext, p.KeyID, p.RecognitionStatus, p.Recognized, p.FaceID, p.Similarity,
 		p.Actor, details, ActionPhotoStored,
-	).Scan(&id)
+	))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+		return models.PhotoItem{}, false, nil
 	}
 	if err != nil {
-		return false, translate(op, err)
+		return models.PhotoItem{}, false, translate(op, err)
 	}
-	return true, nil
+	return item, true, nil
 }
 
 // GetPhoto reads the photo row of a message; NotFound when there is none.

@@ -156,7 +156,7 @@ func TestInsertGPSBatchIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(inserted) != 1 || inserted[0] != again[0].MessageID {
+	if len(inserted) != 1 || inserted[0].ID != again[0].MessageID {
 		t.Fatalf("second batch inserted %v, want only %s", inserted, again[0].MessageID)
 	}
 	if n := count(t, st, `SELECT count(*) FROM gps`); n != 6 {
@@ -254,37 +254,37 @@ func TestSchemaRefusesWhatValidationRefuses(t *testing.T) {
 		{"unknown recognition status", func() error {
 			p := good
 			p.MessageID, p.RecognitionStatus = uuid.New(), "maybe"
-			_, err := st.InsertPhoto(ctx, p)
+			_, _, err := st.InsertPhoto(ctx, p)
 			return err
 		}},
 		{"zero size", func() error {
 			p := good
 			p.MessageID, p.SizeBytes, p.Ciphertext = uuid.New(), 0, make([]byte, 28)
-			_, err := st.InsertPhoto(ctx, p)
+			_, _, err := st.InsertPhoto(ctx, p)
 			return err
 		}},
 		{"ciphertext length does not match the size", func() error {
 			p := good
 			p.MessageID, p.Ciphertext = uuid.New(), make([]byte, 31)
-			_, err := st.InsertPhoto(ctx, p)
+			_, _, err := st.InsertPhoto(ctx, p)
 			return err
 		}},
 		{"matched without a face id", func() error {
 			p := good
 			p.MessageID, p.RecognitionStatus, p.Recognized, p.Similarity = uuid.New(), "matched", true, &sim
-			_, err := st.InsertPhoto(ctx, p)
+			_, _, err := st.InsertPhoto(ctx, p)
 			return err
 		}},
 		{"recognized but no_face", func() error {
 			p := good
 			p.MessageID, p.RecognitionStatus, p.Recognized = uuid.New(), "no_face", true
-			_, err := st.InsertPhoto(ctx, p)
+			_, _, err := st.InsertPhoto(ctx, p)
 			return err
 		}},
 		{"other content type", func() error {
 			p := good
 			p.MessageID, p.ContentType = uuid.New(), "image/gif"
-			_, err := st.InsertPhoto(ctx, p)
+			_, _, err := st.InsertPhoto(ctx, p)
 			return err
 		}},
 	}
@@ -309,7 +309,7 @@ func TestInsertPhoto(t *testing.T) {
 		Ciphertext: make([]byte, 38), KeyID: "k2", RecognitionStatus: "matched", Recognized: true,
 		FaceID: "face-1", Similarity: &sim}
 	for i, want := range []bool{true, false} {
-		inserted, err := st.InsertPhoto(ctx, p)
+		_, inserted, err := st.InsertPhoto(ctx, p)
 		if err != nil || inserted != want {
 			t.Fatalf("insert %d: inserted=%v err=%v, want %v", i+1, inserted, err, want)
 		}

@@ -20,9 +20,30 @@ type received struct {
 	at  time.Time
 }
 
-// insertBatch stores a batch of readings and returns the message ids it
-// inserted (storage.Store.InsertGPS, InsertGyroscope).
-type insertBatch[T models.Reading] func(context.Context, []T) ([]uuid.UUID, error)
+// insertBatch stores a batch of readings and returns those it inserted
+// (storage.Store.InsertGPS, InsertGyroscope through storedItems).
+type insertBatch[T models.Reading] func(context.Context, []T) ([]stored, error)
+
+// stored is a reading the worker inserted (not a duplicate): its message id
+// and its item as the read API serves it (models.GPSItem, GyroscopeItem or
+// PhotoItem).
+type stored struct {
+	id   uuid.UUID
+	item any
+}
+
+// storedItems adapts a storage insert that returns items to one that
+// returns stored readings.
+func storedItems[T models.Reading, I any](insert func(context.Context, []T) ([]I, error), meta func(I) models.ItemMeta) insertBatch[T] {
+	return func(ctx context.Context, batch []T) ([]stored, error) {
+		items, err := insert(ctx, batch)
+		out := make([]stored, len(items))
+		for i, it := range items {
+			out[i] = stored{id: meta(it).ID, item: it}
+		}
+		return out, err
+	}
+}
 
 // runBatches consumes the queue of reading type T (GPS or gyroscope) until
 // ctx is done (work is the hard stop that bounds what follows, see attempt):
@@ -126,7 +147,7 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 	for i, r := range good {
 		msgs[i] = r.msg
 	}
-	var inserted []uuid.UUID
+	var inserted []stored
 	err := w.attempt(ctx, work, typ, msgs, func(actx context.Context) error {
 		var err error
 		inserted, err = insert(actx, items)
@@ -151,8 +172,8 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 		return
 	}
 	isNew := make(map[uuid.UUID]bool, len(inserted))
-	for _, id := range inserted {
-		isNew[id] = true
+	for _, r := range inserted {
+		isNew[r.id] = true
 	}
 	stored, dup := 0, 0
 	for i, r := range good {

@@ -94,7 +94,7 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 		if err != nil {
 			return err
 		}
-		inserted, err = w.store.InsertPhoto(actx, storage.Photo{
+		_, inserted, err = w.store.InsertPhoto(actx, storage.Photo{
 			Meta:              p.Meta,
 			ContentType:       p.ContentType,
 			SizeBytes:         len(p.Image),

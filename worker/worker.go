@@ -172,10 +172,10 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 		return admin.Shutdown(sctx)
 	})
 	g.Go(func() error {
-		return runBatches(gctx, work, w, w.store.InsertGPS)
+		return runBatches(gctx, work, w, storedItems(w.store.InsertGPS, func(it models.GPSItem) models.ItemMeta { return it.ItemMeta }))
 	})
 	g.Go(func() error {
-		return runBatches(gctx, work, w, w.store.InsertGyroscope)
+		return runBatches(gctx, work, w, storedItems(w.store.InsertGyroscope, func(it models.GyroscopeItem) models.ItemMeta { return it.ItemMeta }))
 	})
 	g.Go(func() error { return w.runPhotos(gctx, work) })
 	g.Go(func() error { w.pollLag(gctx); return nil })
