@@ -28,6 +28,11 @@ LEFT JOIN LATERAL (
 ) p ON true
 WHERE d.device_id = $1`
 
+// listDevicesSQL is a page of devices: the primary key's index read from
+// after ("" sorts before every device id) onwards, limit+1 entries.
+const listDevicesSQL = `SELECT ` + deviceColumns + ` FROM device d
+WHERE d.device_id > $1 ORDER BY d.device_id LIMIT $2`
+
 // scanDevice reads deviceColumns, then dest.
 func scanDevice(row pgx.Row, dest ...any) (models.Device, error) {
 	var d models.Device
@@ -54,9 +59,7 @@ func (r *Reader) ListDevices(ctx context.Context, after string, limit int) (devi
 	if limit < 1 {
 		return nil, "", ierr.Errorf(ierr.Invalid, op, "limit %d: must be at least 1", limit)
 	}
-	// The primary key's index, read from after onwards, limit+1 entries.
-	rows, err := r.pool.Query(ctx, `SELECT `+deviceColumns+` FROM device d
-		WHERE d.device_id > $1 ORDER BY d.device_id LIMIT $2`, after, limit+1)
+	rows, err := r.pool.Query(ctx, listDevicesSQL, after, limit+1)
 	if err != nil {
 		return nil, "", translate(op, err)
 	}
