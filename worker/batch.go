@@ -120,8 +120,9 @@ func runBatches[T models.Reading, P models.Message[T]](ctx, work context.Context
 }
 
 // flushBatch validates a batch, writes the valid messages in one
-// transaction, and only after the commit acknowledges them (stored or
-// duplicate). Invalid messages are dead-lettered on their own.
+// transaction, and only after the commit announces the readings it inserted
+// and acknowledges every message (stored or duplicate). Invalid messages are
+// dead-lettered on their own.
 func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context, w *worker, insert insertBatch[T], batch []received) {
 	typ := models.TypeOf[T]()
 	w.metrics.batchSize.WithLabelValues(string(typ)).Observe(float64(len(batch)))
@@ -171,6 +172,9 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 		}
 		return
 	}
+	// Committed. The announcements go into the connection's buffer ahead of
+	// the acks, and the flush below sends both.
+	w.announcer.announce(typ, inserted)
 	isNew := make(map[uuid.UUID]bool, len(inserted))
 	for _, r := range inserted {
 		isNew[r.id] = true
@@ -190,7 +194,8 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 			w.log.Debug("ack not sent", "type", typ, "err", err)
 		}
 	}
-	// One round trip makes sure the server has read every ack of the batch.
+	// One round trip makes sure the server has read every ack (and
+	// announcement) of the batch.
 	if err := w.nc.FlushWithContext(sctx); err != nil {
 		w.log.Warn("acks of a stored batch may be lost; the messages will come back as duplicates", "type", typ, "err", err)
 	}

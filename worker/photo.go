@@ -61,7 +61,7 @@ func (w *worker) runPhotos(ctx, work context.Context) error {
 }
 
 // handlePhoto validates, analyses, seals and stores one photo with its
-// audit row, then acknowledges it.
+// audit row, announces it if it was new, then acknowledges it.
 func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 	const t = models.TypePhoto
 	start := time.Now()
@@ -76,7 +76,10 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 		w.settle(sctx, t, m, err)
 		return
 	}
-	var inserted bool
+	var (
+		item     models.PhotoItem
+		inserted bool
+	)
 	err = w.attempt(ctx, work, t, []jetstream.Msg{m}, func(actx context.Context) error {
 		// A redelivered photo that was stored is not analysed again: indexing
 		// the same face twice would give the person two face ids.
@@ -94,7 +97,7 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 		if err != nil {
 			return err
 		}
-		_, inserted, err = w.store.InsertPhoto(actx, storage.Photo{
+		item, inserted, err = w.store.InsertPhoto(actx, storage.Photo{
 			Meta:              p.Meta,
 			ContentType:       p.ContentType,
 			SizeBytes:         len(p.Image),
@@ -112,6 +115,9 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 			w.log.Warn("photo not stored; will be retried", "message_id", p.MessageID, "retry_in", delay, "err", err)
 		}
 		return
+	}
+	if inserted {
+		w.announcer.announce(t, []stored{{id: item.ID, item: item}})
 	}
 	// A photo is costly to process again, so make the ack certain.
 	if err := m.DoubleAck(sctx); err != nil {

@@ -70,6 +70,8 @@ type worker struct {
 	sealer   *crypto.Sealer
 	analyzer Analyzer
 	metrics  *consumerMetrics
+	// announcer publishes each stored reading for the read API's live stream.
+	announcer *announcer
 }
 
 // Run runs the worker until ctx is cancelled, then shuts down gracefully:
@@ -113,6 +115,9 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	defer w.nc.Close()
 	// Dead letters carry photos: the server must take 8 MiB messages.
 	if err := messaging.CheckMaxPayload(w.nc); err != nil {
+		return err
+	}
+	if w.announcer, err = newAnnouncer(w.nc, reg, log); err != nil {
 		return err
 	}
 	if w.js, err = jetstream.New(w.nc); err != nil {
