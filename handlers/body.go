@@ -111,8 +111,10 @@ func decodeMultipartPhoto(w http.ResponseWriter, r *http.Request, boundary strin
 	var (
 		deviceID, timestamp string
 		img                 []byte
-		fe                  []ierr.FieldError
-		seen                = map[string]bool{}
+		// The parts at fault, bounded however many a body holds; seen
+		// holds only the three known names, for the same reason.
+		fe   models.KeyErrors
+		seen = map[string]bool{}
 	)
 	for {
 		part, err := mr.NextRawPart()
@@ -127,11 +129,12 @@ func decodeMultipartPhoto(w http.ResponseWriter, r *http.Request, boundary strin
 		case name == "":
 			return models.Photo{}, fieldProblem(ierr.Invalid, "", "Every multipart part needs a Content-Disposition: form-data name.")
 		case seen[name]:
-			fe = append(fe, ierr.FieldError{Field: name, Message: "appears more than once"})
+			fe.Add(name, "appears more than once")
 		case name == "device_id" || name == "timestamp":
+			seen[name] = true
 			v, err := readAtMost(part, maxFormValue)
 			if errors.Is(err, errTooLong) {
-				fe = append(fe, ierr.FieldError{Field: name, Message: "must be at most " + strconv.Itoa(maxFormValue) + " bytes"})
+				fe.Add(name, "must be at most "+strconv.Itoa(maxFormValue)+" bytes")
 			} else if err != nil {
 				return models.Photo{}, partFailure(body)
 			} else if name == "device_id" {
@@ -140,6 +143,7 @@ func decodeMultipartPhoto(w http.ResponseWriter, r *http.Request, boundary strin
 				timestamp = string(v)
 			}
 		case name == "photo":
+			seen[name] = true
 			if img, err = readAtMost(part, lim.MaxPhotoBytes); errors.Is(err, errTooLong) {
 				return models.Photo{}, &ierr.Error{Kind: ierr.TooLarge, Op: op, Fields: []ierr.FieldError{{
 					Field: "photo", Message: "must be at most " + strconv.Itoa(lim.MaxPhotoBytes) + " bytes decoded"}}}
@@ -147,9 +151,8 @@ func decodeMultipartPhoto(w http.ResponseWriter, r *http.Request, boundary strin
 				return models.Photo{}, partFailure(body)
 			}
 		default:
-			fe = append(fe, ierr.FieldError{Field: name, Message: "is not a known field"})
+			fe.Add(name, "is not a known field")
 		}
-		seen[name] = true
 		if _, err := io.Copy(io.Discard, part); err != nil {
 			return models.Photo{}, partFailure(body)
 		}
@@ -158,10 +161,7 @@ func decodeMultipartPhoto(w http.ResponseWriter, r *http.Request, boundary strin
 		return models.Photo{}, readFailure(body.err)
 	}
 	p, err := models.NewPhoto(deviceID, timestamp, img, now, lim)
-	if len(fe) == 0 {
-		return p, err
-	}
-	return p, ierr.InvalidFields(op, append(fe, ierr.FieldsOf(err)...))
+	return p, fe.Join(op, err)
 }
 
 // partFailure explains why reading a multipart body failed: the body itself

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/models"
 )
 
 // ProblemTypeBase prefixes every problem "type": each type is a section of
@@ -85,12 +86,13 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			pk = rk
 		}
 	}
+	listed, more := listedFields(err)
 	p := Problem{
 		Type:   ProblemTypeBase + pk.slug,
 		Title:  pk.title,
 		Status: pk.status,
 		Detail: pk.detail,
-		Errors: ierr.FieldsOf(err),
+		Errors: listed,
 	}
 	if pk.status >= 500 {
 		p.Errors = nil
@@ -98,6 +100,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			info.err = err
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	} else if p.Detail == "" && more > 0 {
+		p.Detail = thousands(len(listed)+more) + " fields are invalid; errors lists the first " +
+			strconv.Itoa(len(listed)) + " … and " + thousands(more) + " more."
 	} else if p.Detail == "" {
 		p.Detail = clientDetail(err, len(p.Errors))
 	}
@@ -109,6 +114,34 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Connection", "close")
 	}
 	writeProblem(w, r, p)
+}
+
+// maxListedFields is the most field errors an answer lists (SPEC §2), so
+// that a body of thousands of faults is answered in a few KiB. models cuts
+// its own lists there already and counts the rest (models.OmittedFields);
+// the cut here holds for any other source.
+const maxListedFields = models.MaxFieldErrors
+
+// listedFields returns the field errors of err that an answer lists, and
+// how many more are at fault.
+func listedFields(err error) ([]ierr.FieldError, int) {
+	fields := ierr.FieldsOf(err)
+	var more models.OmittedFields
+	errors.As(err, &more)
+	if len(fields) > maxListedFields {
+		more += models.OmittedFields(len(fields) - maxListedFields)
+		fields = fields[:maxListedFields]
+	}
+	return fields, int(more)
+}
+
+// thousands formats n ≥ 0 with thousands separators: 3,412.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // clientDetail is the human-readable detail of a client error. The causes of

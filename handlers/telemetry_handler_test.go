@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -623,4 +624,97 @@ func TestPhotoSizeLimitIsOnDecodedBytes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHostileBodiesGetSmallAnswers: however many faults a body holds, the
+// answer lists at most 20 field errors, says how many more there are, and
+// stays within a few KiB; no field error echoes a long client string.
+func TestHostileBodiesGetSmallAnswers(t *testing.T) {
+	s := newStack(t, nil)
+	const maxAnswer = 4 << 10
+	ts := `"` + rfc(time.Now()) + `"`
+	// members repeats member(i) after head until the body would pass size.
+	members := func(size int, head string, member func(i int) string) string {
+		var b strings.Builder
+		b.WriteString("{" + head)
+		for i := 0; ; i++ {
+			m := member(i)
+			if b.Len()+len(m)+2 > size {
+				break
+			}
+			if i > 0 || head != "" {
+				b.WriteByte(',')
+			}
+			b.WriteString(m)
+		}
+		b.WriteString("}")
+		return b.String()
+	}
+	unknown := func(i int) string { return fmt.Sprintf(`"k%d":0`, i) }
+	jsonBody := func(body string) func() io.Reader { return func() io.Reader { return strings.NewReader(body) } }
+	cases := []struct {
+		name, path, contentType string
+		body                    func() io.Reader
+		status                  int
+		more                    bool // the detail must count errors not listed
+	}{
+		{name: "gps: 64 KiB of unknown keys", path: "/telemetry/gps", body: jsonBody(members(JSONBodyLimit, "", unknown)), status: 400, more: true},
+		{name: "gps: 64 KiB of duplicate keys", path: "/telemetry/gps", body: jsonBody(members(JSONBodyLimit, `"device_id":"d","timestamp":`+ts+`,"longitude":1`, func(int) string { return `"latitude":1` })), status: 400, more: true},
+		{name: "gyroscope: unknown keys with nested values", path: "/telemetry/gyroscope", body: jsonBody(members(JSONBodyLimit, "", func(i int) string { return fmt.Sprintf(`"k%d":[{}]`, i) })), status: 400, more: true},
+		{name: "gps: deeply nested value", path: "/telemetry/gps", body: jsonBody(`{"latitude":` + strings.Repeat("[", 30000) + strings.Repeat("]", 30000) + `}`), status: 400},
+		{name: "gps: deeply nested objects", path: "/telemetry/gps", body: jsonBody(strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10000)), status: 400},
+		{name: "gps: one 60 KB unknown key", path: "/telemetry/gps", body: jsonBody(`{"` + strings.Repeat("k", 60_000) + `":1}`), status: 400},
+		{name: "gps: 60 KB escaped key", path: "/telemetry/gps", body: jsonBody(`{"` + strings.Repeat(`\u00e9`, 10_000) + `":1}`), status: 400},
+		{name: "photo: 7 MiB of junk keys", path: "/telemetry/photo", body: jsonBody(members(7<<20, "", unknown)), status: 400, more: true},
+		{name: "photo: 7 MiB of duplicate photos", path: "/telemetry/photo", body: jsonBody(members(7<<20, `"device_id":"d","timestamp":`+ts, func(int) string { return `"photo":"/9j/"` })), status: 400, more: true},
+		{name: "photo: multipart of junk parts", path: "/telemetry/photo", body: func() io.Reader {
+			parts := photoParts("d", rfc(time.Now()), jpegFixture)
+			for i := 0; i < 20_000; i++ {
+				parts = append(parts, part{name: fmt.Sprintf("junk%d", i)})
+			}
+			parts = append(parts, part{name: strings.Repeat("n", 60_000)})
+			body, ct := multipartBody(t, parts...)
+			return &typedBody{body, ct}
+		}, status: 400, more: true},
+	}
+	before := s.msgCount()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			body := c.body()
+			ct := "application/json"
+			if tb, ok := body.(*typedBody); ok {
+				ct = tb.contentType
+			}
+			resp := s.do(http.MethodPost, c.path, ct, body)
+			raw, _ := io.ReadAll(resp.Body)
+			t.Logf("%d-byte answer: %.300s", len(raw), raw)
+			if resp.StatusCode != c.status || len(raw) > maxAnswer {
+				t.Fatalf("status %d, %d-byte answer; want %d within %d bytes: %.300s…", resp.StatusCode, len(raw), c.status, maxAnswer, raw)
+			}
+			var p Problem
+			if err := json.Unmarshal(raw, &p); err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Errors) > 20 {
+				t.Errorf("%d field errors listed, want at most 20", len(p.Errors))
+			}
+			if c.more && !regexp.MustCompile(`^[0-9,]+ fields are invalid; errors lists the first 20 … and [0-9]{1,3}(,[0-9]{3})* more\.$`).MatchString(p.Detail) {
+				t.Errorf("detail %q does not say how many more errors there are", p.Detail)
+			}
+			for _, fe := range p.Errors {
+				if len(fe.Field) > 100 || len(fe.Message) > 200 {
+					t.Errorf("field error echoes %d+%d bytes", len(fe.Field), len(fe.Message))
+				}
+			}
+		})
+	}
+	if n := s.msgCount(); n != before {
+		t.Errorf("stream went from %d to %d messages", before, n)
+	}
+}
+
+// typedBody is a request body that brings its own Content-Type.
+type typedBody struct {
+	io.Reader
+	contentType string
 }

@@ -3,11 +3,14 @@ package models_test
 import (
 	"bytes"
 	"encoding/base64"
+	"io"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
@@ -63,5 +66,47 @@ func BenchmarkUnmarshalGPS(b *testing.B) {
 		if _, err := models.UnmarshalAs[models.GPS](data, models.DefaultLimits()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDecodeHostile decodes bodies of nothing but unknown keys, as
+// large as each route reads: what an attacker can make the API parse.
+func BenchmarkDecodeHostile(b *testing.B) {
+	junk := func(size int) []byte {
+		var s strings.Builder
+		s.WriteString("{")
+		for i := 0; s.Len() < size-20; i++ {
+			if i > 0 {
+				s.WriteString(",")
+			}
+			s.WriteString(`"k` + strconv.Itoa(i) + `":0`)
+		}
+		s.WriteString("}")
+		return []byte(s.String())
+	}
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		name   string
+		body   []byte
+		decode func(io.Reader) error
+	}{
+		{"gps_64KiB", junk(64 << 10), func(r io.Reader) error {
+			_, err := models.Decode[models.GPS](r, now, models.DefaultLimits())
+			return err
+		}},
+		{"photo_7MiB", junk(7 << 20), func(r io.Reader) error {
+			_, err := models.Decode[models.Photo](r, now, models.DefaultLimits())
+			return err
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(c.body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.decode(bytes.NewReader(c.body)); len(ierr.FieldsOf(err)) != models.MaxFieldErrors {
+					b.Fatalf("%.200v", err)
+				}
+			}
+		})
 	}
 }

@@ -9,14 +9,16 @@ import (
 	"io"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
 )
 
 // Decode reads the request body of a reading of type T: one flat JSON
 // object (see scan.go). now is the moment of receipt. On failure the error
-// is an *ierr.Error of kind Invalid naming every failing field; a photo
-// whose only fault is its image is TooLarge or Unsupported instead.
+// is an *ierr.Error of kind Invalid naming every failing field (at most
+// MaxFieldErrors; see KeyErrors); a photo whose only fault is its image is
+// TooLarge or Unsupported instead.
 //
 // A photo's "photo" field is the image as base64 in any form real clients
 // produce: standard or URL alphabet, padded or not, optionally as a data:
@@ -27,14 +29,90 @@ func Decode[T Reading, P Message[T]](r io.Reader, now time.Time, lim Limits) (T,
 	// heap: one allocation more per request.)
 	var p P
 	op, fields := p.request()
-	obj, fe, err := decodeObject(r, fields...)
+	obj, keys, err := decodeObject(r, fields...)
 	if err != nil {
 		var zero T
 		return zero, ierr.E(ierr.Invalid, op, err)
 	}
+	var fe fieldErrors
 	var m Meta
 	m.DeviceID, m.RecordedAt = obj.meta(now, lim, &fe)
-	return p.fromRequest(op, obj, m, lim, fe)
+	v, err := p.fromRequest(op, obj, m, lim, fe)
+	return v, keys.Join(op, err)
+}
+
+// MaxFieldErrors is the most field errors an error of this package lists.
+// A body of thousands of unknown or repeated keys would otherwise be
+// answered with thousands of errors: an answer many times the request's
+// size, built in memory. The rest are counted (OmittedFields).
+const MaxFieldErrors = 20
+
+// maxEchoedKey is the longest prefix of a client's key that a field error
+// names: the key is echoed to the client, and keys may be 60 KB long.
+const maxEchoedKey = 64
+
+// OmittedFields is the cause (ierr.Error.Err) of an Invalid error whose
+// Fields were cut at MaxFieldErrors: how many more fields are at fault.
+type OmittedFields int
+
+func (n OmittedFields) Error() string {
+	return strconv.Itoa(int(n)) + " more fields are invalid"
+}
+
+// KeyErrors collects the faults of a body's keys, as opposed to its values:
+// unknown and repeated keys of a JSON body, unknown and repeated parts of a
+// form. Their number is the client's to choose, so the first
+// MaxFieldErrors are named and the rest only counted: memory and the answer
+// stay bounded whatever the body. The zero value is ready to use.
+type KeyErrors struct {
+	named []ierr.FieldError
+	more  int
+}
+
+// full reports whether further faults are only counted.
+func (k *KeyErrors) full() bool { return len(k.named) == MaxFieldErrors }
+
+// Add records that key is at fault; a long key is named by its prefix.
+func (k *KeyErrors) Add(key, msg string) {
+	if k.full() {
+		k.more++
+		return
+	}
+	if len(key) > maxEchoedKey {
+		cut := maxEchoedKey
+		for cut > 0 && !utf8.RuneStart(key[cut]) {
+			cut--
+		}
+		key = key[:cut] + "…"
+	}
+	k.named = append(k.named, ierr.FieldError{Field: key, Message: msg})
+}
+
+// Join returns the error of a body whose values gave err (nil when they
+// are valid): err itself when no key is at fault, else one Invalid error
+// naming the keys at fault, then the fields err names. It lists at most
+// MaxFieldErrors: the value's own fields always (there are a handful), the
+// keys at fault in what room is left, and the number left out as an
+// OmittedFields cause. A body-level error (no fields) is returned as is.
+func (k *KeyErrors) Join(op string, err error) error {
+	own := ierr.FieldsOf(err)
+	if len(k.named) == 0 || err != nil && len(own) == 0 {
+		return err
+	}
+	named, more := k.named, k.more
+	if over := len(named) + len(own) - MaxFieldErrors; over > 0 {
+		cut := min(over, len(named))
+		named, more = named[:len(named)-cut], more+cut
+	}
+	fields := append(named[:len(named):len(named)], own...)
+	if len(fields) > MaxFieldErrors {
+		fields, more = fields[:MaxFieldErrors], more+len(fields)-MaxFieldErrors
+	}
+	e := ierr.InvalidFields(op, fields)
+	if more > 0 {
+		e.Err = OmittedFields(more)
+	}
+	return e
 }
 
 // requestDecoder is what Decode needs of each reading type. Its methods
@@ -43,7 +121,7 @@ type requestDecoder[T Reading] interface {
 	// request names the operation (for errors) and the fields a body may hold.
 	request() (op string, fields []string)
 	// fromRequest reads the reading's own fields from o into a reading with
-	// meta m, and returns the error naming everything at fault, fe included
+	// meta m, and returns the error naming every field at fault, fe included
 	// (what the shared fields left).
 	fromRequest(op string, o object, m Meta, lim Limits, fe fieldErrors) (T, error)
 }

@@ -20,18 +20,19 @@ import (
 type object map[string]json.RawMessage
 
 // decodeObject reads exactly one JSON object whose keys are among allowed:
-// unknown or duplicate keys are field errors; malformed JSON or trailing data
-// is a plain error (the body as a whole is wrong).
+// unknown or duplicate keys are key errors (bounded however many there
+// are); malformed JSON or trailing data is a plain error (the body as a
+// whole is wrong).
 //
 // Request bodies are flat objects of scalars, and a photo's base64 string is
 // megabytes long, so a small scanner does the work (about 5x faster than
 // encoding/json's token stream on a photo); anything it does not expect,
 // like a nested value, goes to the general decoder, which gives the verdict.
-func decodeObject(r io.Reader, allowed ...string) (object, fieldErrors, error) {
+func decodeObject(r io.Reader, allowed ...string) (object, KeyErrors, error) {
 	body, err := io.ReadAll(r)
 	if err != nil {
 		// A read error (e.g. *http.MaxBytesError): keep it for the HTTP layer.
-		return nil, nil, fmt.Errorf("reading body: %w", err)
+		return nil, KeyErrors{}, fmt.Errorf("reading body: %w", err)
 	}
 	if obj, fe, err, ok := scanObject(body, allowed); ok {
 		return obj, fe, err
@@ -41,14 +42,14 @@ func decodeObject(r io.Reader, allowed ...string) (object, fieldErrors, error) {
 
 // scanObject parses a flat JSON object of scalar values. ok is false when
 // the body holds something it leaves to the general decoder.
-func scanObject(b []byte, allowed []string) (obj object, fe fieldErrors, err error, ok bool) {
+func scanObject(b []byte, allowed []string) (obj object, fe KeyErrors, err error, ok bool) {
 	s := scanner{b: b}
 	s.ws()
 	if s.i == len(b) {
-		return nil, nil, errors.New("body is empty or truncated JSON"), true
+		return nil, KeyErrors{}, errors.New("body is empty or truncated JSON"), true
 	}
 	if b[s.i] != '{' {
-		return nil, nil, nil, false
+		return nil, KeyErrors{}, nil, false
 	}
 	s.i++
 	obj = make(object, len(allowed))
@@ -60,15 +61,11 @@ func scanObject(b []byte, allowed []string) (obj object, fe fieldErrors, err err
 			s.ws()
 			rawKey, ok := s.str()
 			if !ok {
-				return nil, nil, nil, false
-			}
-			key, ok := unquote(rawKey)
-			if !ok {
-				return nil, nil, nil, false
+				return nil, KeyErrors{}, nil, false
 			}
 			s.ws()
 			if s.peek() != ':' {
-				return nil, nil, nil, false
+				return nil, KeyErrors{}, nil, false
 			}
 			s.i++
 			s.ws()
@@ -82,9 +79,19 @@ func scanObject(b []byte, allowed []string) (obj object, fe fieldErrors, err err
 				raw, ok = s.scalar()
 			}
 			if !ok {
-				return nil, nil, nil, false
+				return nil, KeyErrors{}, nil, false
 			}
-			obj.put(key, raw, allowed, &fe)
+			switch key, known := knownKey(rawKey, allowed); {
+			case known:
+				obj.put(key, raw, allowed, &fe)
+			case fe.full() && bytes.IndexByte(rawKey, '\\') < 0:
+				fe.more++ // unknown, past the keys named: its name is not needed
+			default:
+				if key, ok = unquote(rawKey); !ok {
+					return nil, KeyErrors{}, nil, false
+				}
+				obj.put(key, raw, allowed, &fe)
+			}
 			s.ws()
 			c := s.peek()
 			s.i++
@@ -92,13 +99,13 @@ func scanObject(b []byte, allowed []string) (obj object, fe fieldErrors, err err
 				break
 			}
 			if c != ',' {
-				return nil, nil, nil, false
+				return nil, KeyErrors{}, nil, false
 			}
 		}
 	}
 	s.ws()
 	if s.i != len(b) {
-		return nil, nil, errors.New("body must hold exactly one JSON object (trailing data found)"), true
+		return nil, KeyErrors{}, errors.New("body must hold exactly one JSON object (trailing data found)"), true
 	}
 	return obj, fe, nil, true
 }
@@ -173,11 +180,65 @@ func (s *scanner) scalar() ([]byte, bool) {
 		switch s.b[s.i] {
 		case ',', '}', ' ', '\t', '\n', '\r':
 			tok := s.b[start:s.i]
-			return tok, len(tok) > 0 && json.Valid(tok)
+			return tok, validScalar(tok)
 		}
 		s.i++
 	}
 	return nil, false
+}
+
+// validScalar reports whether t is a JSON number, true, false or null
+// (json.Valid's answer, without its pooled state machine per value).
+func validScalar(t []byte) bool {
+	switch string(t) {
+	case "true", "false", "null":
+		return true
+	}
+	i := 0
+	digits := func() int {
+		n := 0
+		for ; i < len(t) && t[i] >= '0' && t[i] <= '9'; i++ {
+			n++
+		}
+		return n
+	}
+	if i < len(t) && t[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(t) && t[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(t) && t[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(t) && (t[i] == 'e' || t[i] == 'E') {
+		i++
+		if i < len(t) && (t[i] == '+' || t[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(t)
+}
+
+// knownKey returns the entry of allowed that rawKey, a scanned string
+// without escapes, names; matched in place, so a key costs no allocation.
+func knownKey(rawKey []byte, allowed []string) (string, bool) {
+	name := rawKey[1 : len(rawKey)-1]
+	for _, a := range allowed {
+		if string(name) == a {
+			return a, true
+		}
+	}
+	return "", false
 }
 
 // unquote turns a scanned string into its value.
@@ -191,35 +252,35 @@ func unquote(raw []byte) (string, bool) {
 
 // decodeObjectStream is decodeObject on encoding/json's token stream: the
 // general path, for bodies the scanner leaves alone.
-func decodeObjectStream(r io.Reader, allowed ...string) (object, fieldErrors, error) {
+func decodeObjectStream(r io.Reader, allowed ...string) (object, KeyErrors, error) {
 	dec := json.NewDecoder(r)
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, nil, bodyErr(err)
+		return nil, KeyErrors{}, bodyErr(err)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, nil, errors.New("body must be a JSON object")
+		return nil, KeyErrors{}, errors.New("body must be a JSON object")
 	}
 	obj := make(object, len(allowed))
-	var fe fieldErrors
+	var fe KeyErrors
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, nil, bodyErr(err)
+			return nil, KeyErrors{}, bodyErr(err)
 		}
 		key := tok.(string) // inside an object the decoder only yields string keys here
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			return nil, nil, bodyErr(err)
+			return nil, KeyErrors{}, bodyErr(err)
 		}
 		obj.put(key, raw, allowed, &fe)
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, nil, bodyErr(err)
+		return nil, KeyErrors{}, bodyErr(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, nil, errors.New("body must hold exactly one JSON object (trailing data found)")
+		return nil, KeyErrors{}, errors.New("body must hold exactly one JSON object (trailing data found)")
 	}
 	return obj, fe, nil
 }
@@ -242,12 +303,12 @@ func bodyErr(err error) error {
 
 // put records one member of the object: an unknown or repeated key is a
 // field error, not a value.
-func (o object) put(key string, raw []byte, allowed []string, fe *fieldErrors) {
+func (o object) put(key string, raw []byte, allowed []string, fe *KeyErrors) {
 	switch {
 	case !contains(allowed, key):
-		fe.add(key, "is not a known field")
+		fe.Add(key, "is not a known field")
 	case o[key] != nil:
-		fe.add(key, "appears more than once")
+		fe.Add(key, "appears more than once")
 	default:
 		o[key] = raw
 	}
