@@ -98,6 +98,7 @@ var requiredEnv = map[string][]string{
 	"challenge_app_api": {
 		"HTTP_ADDR", "ADMIN_ADDR", "NATS_URL", "API_KEYS",
 		"RATE_LIMIT_RPS", "RATE_LIMIT_BURST", "TRUSTED_PROXIES", "LOG_LEVEL",
+		"DATABASE_URL", "CORS_ALLOWED_ORIGINS", "ENCRYPTION_KEYS", "ENCRYPTION_KEY",
 	},
 	"challenge_app_worker": {
 		"ADMIN_ADDR", "NATS_URL", "DATABASE_URL", "ENCRYPTION_KEYS", "ENCRYPTION_KEY",

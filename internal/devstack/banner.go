@@ -44,7 +44,8 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 type banner struct {
 	apiURL, apiAdmin, workerAdmin string
 	natsURL, natsStore            string
-	dsn                           string
+	dsn                           string // the owner's, the worker's
+	apiDBUser                     string // who the API reads as
 	devKey                        string // "" when API_KEYS came from the environment
 	rekognition                   string
 	now                           time.Time
@@ -66,6 +67,7 @@ challenge-v3 dev stack is up (Ctrl-C stops everything)
   worker admin   %s/metrics  /healthz  /readyz
   NATS           %s  (JetStream store %s)
   PostgreSQL     %s
+                 (the worker writes as its owner; the API reads as %s)
   Rekognition    %s
   dev API key    %s
 
@@ -76,14 +78,28 @@ Send a GPS reading:
     -H 'Content-Type: application/json' \
     -d '{"device_id":"00:0a:95:9d:68:16","timestamp":"%s","latitude":-23.55052,"longitude":-46.633308}'
 
-See it stored (a second or so later):
+Read it back (a second or so later), newest first:
+
+  curl -s '%s/telemetry/gps?device_id=00:0a:95:9d:68:16&limit=5' -H 'X-API-Key: %s'
+
+Watch readings arrive live (leave it running, send readings from another terminal):
+
+  curl -N '%s/telemetry/stream' -H 'X-API-Key: %s'
+
+API reference: %s/docs
+
+In PostgreSQL, with the audit trail:
 
   %s '%s' \
     -c 'SELECT device_id, latitude, longitude, recorded_at FROM gps ORDER BY id DESC LIMIT 5' \
     -c 'SELECT occurred_at, actor, action, resource_id FROM audit_log ORDER BY id DESC LIMIT 5'
 
-`, b.apiURL, b.apiAdmin, b.workerAdmin, b.natsURL, b.natsStore, redact(b.dsn), b.rekognition, keyLine,
-		b.apiURL, key, ts, psqlPath(), b.dsn)
+`, b.apiURL, b.apiAdmin, b.workerAdmin, b.natsURL, b.natsStore, redact(b.dsn), b.apiDBUser, b.rekognition, keyLine,
+		b.apiURL, key, ts,
+		b.apiURL, key,
+		b.apiURL, key,
+		b.apiURL,
+		psqlPath(), b.dsn)
 }
 
 // psqlPath is "psql" when it is on PATH, else the one beside the server

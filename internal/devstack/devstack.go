@@ -6,8 +6,14 @@
 //
 // State that must outlive a run lives under Config.Dir (./.devstack): the
 // JetStream store, the PostgreSQL cluster, the photo encryption key (rows
-// encrypted by one run must decrypt in the next) and the dev API key (so a
-// printed curl line keeps working). `make clean` deletes it.
+// encrypted by one run must decrypt in the next), the dev API key (so a
+// printed curl line keeps working) and the password of the API's database
+// role. `make clean` deletes it.
+//
+// The worker connects as the database owner (it migrates and writes); the
+// API as APIRole, a login role in challenge_reader (migration 0002) that the
+// stack creates once the worker has migrated: the read routes run with the
+// least privilege they need, as in the compose deployment.
 package devstack
 
 import (
@@ -148,7 +154,8 @@ type stack struct {
 	keys                  keys
 	nats                  *server.Server
 	pg                    *localpg.Cluster // nil when DATABASE_URL names the server
-	dsn                   string
+	dsn                   string           // the owner's: the worker's
+	apiDBPassword         string           // APIRole's, kept under Dir
 	rekog                 rekognitionSetup
 }
 
@@ -175,7 +182,12 @@ func (s *stack) prepareState() error {
 	if s.workerAdmin, err = freeAddr(s.cfg.WorkerAdminAddr); err != nil {
 		return err
 	}
-	s.keys, err = loadKeys(s.cfg.Dir, s.cfg.Getenv)
+	if s.keys, err = loadKeys(s.cfg.Dir, s.cfg.Getenv); err != nil {
+		return err
+	}
+	s.apiDBPassword, err = persistedSecret(filepath.Join(s.cfg.Dir, "api-db-password"), func() (string, error) {
+		return randomHex(24)
+	})
 	return err
 }
 
@@ -229,7 +241,11 @@ func (s *stack) stopPostgres() error {
 // loaders, runs them and prints the banner once both are ready; it returns
 // when either stops (or ctx ends), both stopped.
 func (s *stack) runAPIAndWorker(ctx context.Context) error {
-	apiCfg, err := config.LoadAPI(s.apiEnv())
+	readDSN, err := apiDSN(s.dsn, s.apiDBPassword)
+	if err != nil {
+		return err
+	}
+	apiCfg, err := config.LoadAPI(s.apiEnv(readDSN))
 	if err != nil {
 		return fmt.Errorf("devstack: %w", err)
 	}
@@ -239,11 +255,13 @@ func (s *stack) runAPIAndWorker(ctx context.Context) error {
 	}
 
 	// The worker starts first and the API once the worker's admin listener
-	// is up (it opens after the streams are in place and the migrations ran).
+	// is up (it opens after the streams are in place and the migrations ran)
+	// and the API's database role is set up (it needs 0002's challenge_reader).
 	// Both create or update the JetStream topology at start-up; doing it one
 	// after the other keeps clear of a data race inside nats-server 2.10
 	// between a stream update and an account-info request (reported
 	// upstream as nats-io/nats-server#8114), which -race reports.
+	apiUser := make(chan string, 1) // the database user the API reads as, for the banner
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := worker.Run(gctx, workerCfg, s.logger("worker", workerCfg.LogLevel)); err != nil {
@@ -255,13 +273,18 @@ func (s *stack) runAPIAndWorker(ctx context.Context) error {
 		if err := waitHTTP(gctx, "http://"+dialAddr(s.workerAdmin)+"/healthz", 0); err != nil {
 			return nil // the stack is stopping; the worker's error says why
 		}
-		if err := api.Run(gctx, apiCfg, s.logger("api", apiCfg.LogLevel)); err != nil {
+		readCfg, user, err := s.apiDatabase(gctx, apiCfg)
+		if err != nil {
+			return err
+		}
+		apiUser <- user
+		if err := api.Run(gctx, readCfg, s.logger("api", readCfg.LogLevel)); err != nil {
 			return fmt.Errorf("api: %w", err)
 		}
 		return gctx.Err()
 	})
 	g.Go(func() error {
-		s.printBannerWhenReady(gctx)
+		s.printBannerWhenReady(gctx, apiUser)
 		return nil
 	})
 	err = g.Wait()
@@ -270,14 +293,38 @@ func (s *stack) runAPIAndWorker(ctx context.Context) error {
 }
 
 // apiEnv is the API's environment: the caller's, overlaid with the dev
-// stack's addresses and key.
-func (s *stack) apiEnv() config.Getenv {
+// stack's addresses and API key, the database as dsn, and the photo key
+// (the image route decrypts with it).
+func (s *stack) apiEnv(dsn string) config.Getenv {
 	return overlay(s.cfg.Getenv, map[string]string{
-		"HTTP_ADDR":  s.cfg.HTTPAddr,
-		"ADMIN_ADDR": s.apiAdmin,
-		"NATS_URL":   s.nats.ClientURL(),
-		"API_KEYS":   s.keys.apiKeys,
+		"HTTP_ADDR":      s.cfg.HTTPAddr,
+		"ADMIN_ADDR":     s.apiAdmin,
+		"NATS_URL":       s.nats.ClientURL(),
+		"API_KEYS":       s.keys.apiKeys,
+		"DATABASE_URL":   dsn,
+		"ENCRYPTION_KEY": s.keys.encryptionKey, // "" when the environment has ENCRYPTION_KEY(S)
 	})
+}
+
+// apiDatabase sets up APIRole, once the worker has migrated, and returns
+// the API's configuration and the database user it reads as. When the role
+// cannot be set up (DATABASE_URL names a server where the owner may not
+// create roles) the API reads as the owner, with a warning: the dev stack
+// favours a working read API over least privilege there.
+func (s *stack) apiDatabase(ctx context.Context, cfg config.API) (config.API, string, error) {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := ensureAPIRole(rctx, s.dsn, s.apiDBPassword)
+	if err == nil {
+		return cfg, APIRole + ", a member of " + readerRole, nil
+	}
+	s.log.Warn("the API reads as the database owner: its own role could not be set up "+
+		"(an administrator can create it as deploy/postgres-init/10-api-role.sh does)", "role", APIRole, "err", err)
+	cfg, err = config.LoadAPI(s.apiEnv(s.dsn))
+	if err != nil {
+		return cfg, "", fmt.Errorf("devstack: %w", err)
+	}
+	return cfg, "the owner: " + APIRole + " could not be set up, see the log", nil
 }
 
 // workerEnv is the worker's environment: the caller's, overlaid with the dev
@@ -294,7 +341,7 @@ func (s *stack) workerEnv() config.Getenv {
 // printBannerWhenReady prints the banner once the API and the worker answer
 // /readyz; if they take too long it prints it anyway, with a warning, and if
 // the stack is stopping it prints nothing.
-func (s *stack) printBannerWhenReady(ctx context.Context) {
+func (s *stack) printBannerWhenReady(ctx context.Context, apiUser <-chan string) {
 	err := waitHTTP(ctx, "http://"+dialAddr(s.apiAdmin)+"/readyz", 2*time.Minute)
 	if err == nil {
 		err = waitHTTP(ctx, "http://"+dialAddr(s.workerAdmin)+"/readyz", 10*time.Second)
@@ -305,6 +352,12 @@ func (s *stack) printBannerWhenReady(ctx context.Context) {
 	if err != nil {
 		s.log.Warn("the API or the worker is not ready yet; printing the banner anyway", "err", err)
 	}
+	var user string
+	select {
+	case user = <-apiUser:
+	case <-ctx.Done():
+		return
+	}
 	printBanner(s.cfg.Out, banner{
 		apiURL:      "http://" + dialAddr(s.cfg.HTTPAddr),
 		apiAdmin:    "http://" + dialAddr(s.apiAdmin),
@@ -312,6 +365,7 @@ func (s *stack) printBannerWhenReady(ctx context.Context) {
 		natsURL:     s.nats.ClientURL(),
 		natsStore:   s.nats.StoreDir(),
 		dsn:         s.dsn,
+		apiDBUser:   user,
 		devKey:      s.keys.devSecret,
 		rekognition: s.rekog.describe,
 		now:         time.Now(),

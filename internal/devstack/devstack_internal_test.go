@@ -2,14 +2,25 @@ package devstack
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
+	"errors"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
+	"github.com/challenge-v3/challenge-v3/storage"
 )
+
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 func mapEnv(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
@@ -145,5 +156,70 @@ func TestBannerHasAReadyCurlLine(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("banner lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+func TestAPIDSNKeepsTheServerAndReplacesTheUser(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://postgres@127.0.0.1:5433/telemetry?sslmode=disable":     "postgres://challenge_api:pw@127.0.0.1:5433/telemetry?sslmode=disable",
+		"postgresql://owner:secret@db.example:5432/t?application_name=x":   "postgresql://challenge_api:pw@db.example:5432/t?application_name=x",
+		"host=/run/postgresql dbname=telemetry user=owner password=secret": "host=/run/postgresql dbname=telemetry user=owner password=secret user=challenge_api password='pw'",
+	} {
+		got, err := apiDSN(in, "pw")
+		if err != nil || got != want {
+			t.Errorf("apiDSN(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestEnsureAPIRole: the role is created, then found and updated on the
+// next run; the API's DSN then reads and cannot write. An owner that may
+// not manage roles gets an error (the dev stack then falls back).
+func TestEnsureAPIRole(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	st, err := storage.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := storage.Migrate(ctx, st.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range []string{"first", "second"} {
+		if err := ensureAPIRole(ctx, dsn, pw); err != nil {
+			t.Fatalf("ensureAPIRole: %v", err)
+		}
+	}
+	read, err := apiDSN(dsn, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var user string
+	if err := conn.QueryRow(ctx, `SELECT current_user FROM device LIMIT 1`).Scan(&user); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatalf("read the device table as %s: %v", APIRole, err)
+	}
+	_, err = conn.Exec(ctx, `DELETE FROM gps`)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+		t.Fatalf("DELETE FROM gps as %s: %v, want permission denied", APIRole, err)
+	}
+
+	if _, err := st.Pool().Exec(ctx, `DROP ROLE IF EXISTS devstack_no_createrole; CREATE ROLE devstack_no_createrole LOGIN NOCREATEROLE`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Pool().Exec(context.Background(), `DROP ROLE IF EXISTS devstack_no_createrole`) })
+	limited, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited.User = url.User("devstack_no_createrole")
+	if err := ensureAPIRole(ctx, limited.String(), "third"); err == nil {
+		t.Fatal("ensureAPIRole as a user without CREATEROLE succeeded")
 	}
 }

@@ -2,10 +2,12 @@ package devstack_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -86,6 +88,7 @@ var (
 	reURL = regexp.MustCompile(`curl -i -X POST (\S+)/telemetry/gps`)
 	reKey = regexp.MustCompile(`X-API-Key: ([^']+)'`)
 	reDSN = regexp.MustCompile(`psql\S* '([^']+)'`)
+	reGet = regexp.MustCompile(`curl -s '([^']+/telemetry/gps\?[^']+)'`)
 )
 
 func match(t *testing.T, re *regexp.Regexp, s string) string {
@@ -128,6 +131,8 @@ func TestRunThePrintedCurlStoresTheReading(t *testing.T) {
 	}
 
 	waitForRow(t, dsn, "aa:bb:cc:dd:ee:01")
+	readThroughAPI(t, match(t, reGet, banner), key, "aa:bb:cc:dd:ee:01")
+	apiReadsAsItsOwnRole(t, dsn)
 	stop()
 
 	// Ctrl-C released every port and stopped the cluster.
@@ -141,7 +146,7 @@ func TestRunThePrintedCurlStoresTheReading(t *testing.T) {
 		t.Errorf("dev key changed across runs: %q then %q", key, key2)
 	}
 	waitForRow(t, match(t, reDSN, banner2), "aa:bb:cc:dd:ee:01")
-	for _, f := range []string{"encryption.key", "dev-api-key", "pg/data/PG_VERSION"} {
+	for _, f := range []string{"encryption.key", "dev-api-key", "api-db-password", "pg/data/PG_VERSION"} {
 		if _, err := os.Stat(filepath.Join(state, f)); err != nil {
 			t.Errorf("state file: %v", err)
 		}
@@ -171,5 +176,71 @@ func waitForRow(t *testing.T, dsn, device string) {
 			t.Fatalf("no gps row for %s: %v", device, err)
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// readThroughAPI runs the banner's read line for device: the reading comes
+// back with the posted values.
+func readThroughAPI(t *testing.T, printed, key, device string) {
+	t.Helper()
+	u, err := url.Parse(printed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("device_id", device)
+	u.RawQuery = q.Encode()
+	req, _ := http.NewRequest(http.MethodGet, u.String(), nil)
+	req.Header.Set("X-API-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Items []struct {
+			DeviceID  string  `json:"device_id"`
+			Latitude  float64 `json:"latitude"`
+			Longitude float64 `json:"longitude"`
+		} `json:"items"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s = %d %s, want 200", u, resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, &page); err != nil || len(page.Items) != 1 || page.Items[0].DeviceID != device ||
+		page.Items[0].Latitude != -23.55052 || page.Items[0].Longitude != -46.633308 {
+		t.Fatalf("GET %s = %s (%v), want the one reading of %s", u, body, err, device)
+	}
+}
+
+// apiReadsAsItsOwnRole: the API's read sessions are challenge_api's, a role
+// that can read the readings but not change them.
+func apiReadsAsItsOwnRole(t *testing.T, dsn string) {
+	t.Helper()
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var apiSessions, otherReadSessions int
+	var canSelect, canInsert, canAudit bool
+	err = conn.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM pg_stat_activity WHERE usename = $1),
+		(SELECT count(*) FROM pg_stat_activity WHERE usename <> $1 AND application_name = 'challenge-v3-read'),
+		has_table_privilege($1, 'gps', 'SELECT'), has_table_privilege($1, 'gps', 'INSERT'),
+		has_any_column_privilege($1, 'audit_log', 'INSERT')`, devstack.APIRole).
+		Scan(&apiSessions, &otherReadSessions, &canSelect, &canInsert, &canAudit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if apiSessions == 0 || otherReadSessions != 0 {
+		t.Errorf("%d sessions of %s and %d read sessions of another user, want the API's reads as %s only",
+			apiSessions, devstack.APIRole, otherReadSessions, devstack.APIRole)
+	}
+	if !canSelect || canInsert || !canAudit {
+		t.Errorf("%s: SELECT gps %v, INSERT gps %v, INSERT audit_log %v; want true, false, true",
+			devstack.APIRole, canSelect, canInsert, canAudit)
 	}
 }
