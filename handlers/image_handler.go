@@ -84,6 +84,7 @@ func (h images) serve(w http.ResponseWriter, r *http.Request) {
 			fmt.Errorf("photo %s (row %d) sealed with key %q does not open: %w", img.MessageID, img.RowID, img.KeyID, err)))
 		return
 	}
+	img.Ciphertext = nil // only the plaintext is held while a slow client reads it
 	if r.Method != http.MethodHead {
 		// Audited before a byte of the image is written: a view that cannot
 		// be recorded is not served.
