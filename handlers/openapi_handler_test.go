@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
@@ -299,21 +300,26 @@ func TestEveryRouteIsDocumentedAndEveryDocumentedRouteServed(t *testing.T) {
 	}
 }
 
-// routeLogged returns the route of the last access-log line of a request.
+// routeLogged returns the route of a request's access-log line. The line
+// is written once the answer is sent, so the client may be first: wait a
+// little for it.
 func (s *stack) routeLogged(requestID string) string {
 	s.t.Helper()
-	route := ""
-	for _, line := range strings.Split(s.logs.String(), "\n") {
-		var l struct {
-			Msg       string `json:"msg"`
-			RequestID string `json:"request_id"`
-			Route     string `json:"route"`
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		for _, line := range strings.Split(s.logs.String(), "\n") {
+			var l struct {
+				Msg       string `json:"msg"`
+				RequestID string `json:"request_id"`
+				Route     string `json:"route"`
+			}
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "http request" && l.RequestID == requestID {
+				return l.Route
+			}
 		}
-		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "http request" && l.RequestID == requestID {
-			route = l.Route
+		if time.Now().After(deadline) {
+			return ""
 		}
 	}
-	return route
 }
 
 func mustServedDocument(t *testing.T) []byte {
