@@ -34,6 +34,7 @@ type Server struct {
 	nc      *nats.Conn
 	closed  chan struct{}   // closed when the NATS connection is closed
 	reader  *storage.Reader // nil without DATABASE_URL
+	stream  *liveStream     // feeds GET /telemetry/stream (stream.go); nil without DATABASE_URL
 	ready   *readiness
 	public  *http.Server
 	admin   *http.Server
@@ -112,6 +113,9 @@ func New(ctx context.Context, cfg config.API, log *slog.Logger) (_ *Server, err 
 		backends.Sealer = sealer
 	}
 	reg := metrics.NewRegistry()
+	if backends.Stream, err = s.startStream(reg); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	h, err := handlers.New(cfg, backends, reg, log)
 	if err != nil {
 		return nil, fmt.Errorf("api: %w", err)
@@ -184,6 +188,7 @@ func (s *Server) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	s.stream.close() // end the streams, which never finish by themselves
 	if err := s.public.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("api: in-flight requests not finished: %w", err))
 		_ = s.public.Close()

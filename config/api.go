@@ -56,6 +56,8 @@ type API struct {
 	// Read configures the read API (config/read.go): off without a
 	// DATABASE_URL.
 	Read Read
+	// Stream configures GET /telemetry/stream (config/stream.go).
+	Stream Stream
 }
 
 // Defaults of the API configuration.
@@ -98,6 +100,7 @@ func LoadAPI(getenv Getenv) (API, error) {
 		Limits:           lim,
 		Topology:         e.topology(),
 		Read:             e.read(),
+		Stream:           e.stream(),
 	}
 	c.check(e)
 	if err := e.err(); err != nil {
@@ -178,4 +181,5 @@ func (c API) check(e *env) {
 	}
 	checkShared(c.Limits, c.Topology, fail)
 	c.Read.check(fail)
+	c.Stream.check(fail)
 }

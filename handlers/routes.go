@@ -40,6 +40,8 @@ type Backends struct {
 	// Sealer opens photo images; usually a *crypto.Sealer. nil: no
 	// ENCRYPTION_KEYS, the image route answers 503.
 	Sealer opener
+	// Stream is the live stream's hub (GET /telemetry/stream, stream.go).
+	Stream *Hub
 }
 
 // New returns the public handler: the telemetry routes behind the
@@ -101,7 +103,7 @@ func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger
 // readRoutes registers the read API's routes (SPEC §8).
 func readRoutes(mux *http.ServeMux, b Backends) {
 	routes := []string{RouteReadGyroscope, RouteReadGPS, RouteReadPhoto, RouteGyroscopeByID, RouteGPSByID,
-		RoutePhotoByID, RoutePhotoImage, RouteDevices, RouteDevice, RouteDeviceTrack}
+		RoutePhotoByID, RoutePhotoImage, RouteDevices, RouteDevice, RouteDeviceTrack, RouteStream}
 	if b.Reader == nil {
 		for _, route := range routes {
 			mux.HandleFunc(route, notConfigured)
@@ -125,6 +127,7 @@ func readRoutes(mux *http.ServeMux, b Backends) {
 		RouteDevices:       dev.list,
 		RouteDevice:        dev.one,
 		RouteDeviceTrack:   dev.track,
+		RouteStream:        streamRoute(b.Stream, rd),
 	} {
 		mux.HandleFunc(route, h)
 	}

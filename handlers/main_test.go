@@ -1,0 +1,10 @@
+package handlers
+
+import (
+	"testing"
+
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
+)
+
+// The stream's replay tests use PostgreSQL; Main stops the cluster after.
+func TestMain(m *testing.M) { testenv.Main(m) }
