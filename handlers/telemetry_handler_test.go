@@ -3,9 +3,14 @@ package handlers
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
+	"image"
+	"image/jpeg"
 	"io"
+	"math/rand/v2"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
@@ -564,23 +569,24 @@ func wrapLines(s string, n int, sep string) string {
 	return b.String()
 }
 
-// base64Forms is every base64 form of img that real clients send (SPEC §2).
-func base64Forms(img []byte) map[string]string {
-	std := base64.StdEncoding.EncodeToString(img)
-	url := base64.URLEncoding.EncodeToString(img)
-	return map[string]string{
-		"standard":                std,
-		"url-safe":                url,
-		"standard unpadded":       base64.RawStdEncoding.EncodeToString(img),
-		"url-safe unpadded":       base64.RawURLEncoding.EncodeToString(img),
-		"data uri":                "data:image/jpeg;base64," + std,
-		"android Base64.DEFAULT":  wrapLines(std, 76, "\n"),
-		"android URL_SAFE":        wrapLines(url, 76, "\n"),
-		"mime":                    wrapLines(std, 76, "\r\n"),
-		"openssl (64 columns)":    wrapLines(std, 64, "\n"),
-		"data uri, wrapped":       "data:image/png;base64," + wrapLines(std, 76, "\n"),
-		"data uri, wrapped, CRLF": "data:image/png;base64," + wrapLines(std, 76, "\r\n"),
-	}
+// base64Encoders give every base64 form of an image that real clients
+// send (SPEC §2).
+var base64Encoders = map[string]func([]byte) string{
+	"standard":               base64.StdEncoding.EncodeToString,
+	"url-safe":               base64.URLEncoding.EncodeToString,
+	"standard unpadded":      base64.RawStdEncoding.EncodeToString,
+	"url-safe unpadded":      base64.RawURLEncoding.EncodeToString,
+	"data uri":               func(b []byte) string { return "data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(b) },
+	"android Base64.DEFAULT": func(b []byte) string { return wrapLines(base64.StdEncoding.EncodeToString(b), 76, "\n") },
+	"android URL_SAFE":       func(b []byte) string { return wrapLines(base64.URLEncoding.EncodeToString(b), 76, "\n") },
+	"mime":                   func(b []byte) string { return wrapLines(base64.StdEncoding.EncodeToString(b), 76, "\r\n") },
+	"openssl (64 columns)":   func(b []byte) string { return wrapLines(base64.StdEncoding.EncodeToString(b), 64, "\n") },
+	"data uri, wrapped": func(b []byte) string {
+		return "data:image/png;base64," + wrapLines(base64.StdEncoding.EncodeToString(b), 76, "\n")
+	},
+	"data uri, wrapped, CRLF": func(b []byte) string {
+		return "data:image/png;base64," + wrapLines(base64.StdEncoding.EncodeToString(b), 76, "\r\n")
+	},
 }
 
 // photoRequest is a photo request whose "photo" is the JSON string of text.
@@ -596,9 +602,9 @@ func TestPhotoBase64Forms(t *testing.T) {
 		img  []byte
 		ct   string
 	}{{"jpeg", jpegFixture, models.ContentTypeJPEG}, {"png", pngFixture, models.ContentTypePNG}} {
-		for form, text := range base64Forms(fx.img) {
+		for form, encode := range base64Encoders {
 			t.Run(fx.name+"/"+form, func(t *testing.T) {
-				wantStatus(t, s.postJSON("/telemetry/photo", photoRequest(text)), http.StatusAccepted)
+				wantStatus(t, s.postJSON("/telemetry/photo", photoRequest(encode(fx.img))), http.StatusAccepted)
 				p, err := models.Unmarshal(models.TypePhoto, s.lastMsg(models.TypePhoto).Data, models.DefaultLimits())
 				if err != nil || !bytes.Equal(p.(*models.Photo).Image, fx.img) || p.(*models.Photo).ContentType != fx.ct {
 					t.Fatalf("published photo differs: %v", err)
@@ -608,17 +614,26 @@ func TestPhotoBase64Forms(t *testing.T) {
 	}
 }
 
-// TestPhotoSizeLimitIsOnDecodedBytes: an image of exactly 5 MiB passes in
-// every form, line breaks and all; one byte more is 413 in every form.
+// TestPhotoSizeLimitIsOnDecodedBytes: an image of exactly 5 MiB passes
+// with line breaks (\n and \r\n; unwrapped: TestLargePhotoPassesEndToEnd);
+// one byte more is 413 in every form.
 func TestPhotoSizeLimitIsOnDecodedBytes(t *testing.T) {
-	s := newStack(t, nil)
+	s := newStack(t, func(c *config.API) {
+		// 5 MiB publishes under -race on a busy machine take seconds.
+		c.PublishTimeout, c.RequestTimeout, c.ShutdownTimeout = 20*time.Second, 30*time.Second, 40*time.Second
+	})
 	max := s.cfg.Limits.MaxPhotoBytes
 	atLimit := append(append([]byte{}, jpegFixture...), make([]byte, max-len(jpegFixture))...)
 	over := append(atLimit[:max:max], 0)
-	for _, form := range []string{"standard", "url-safe unpadded", "android Base64.DEFAULT", "mime", "openssl (64 columns)", "data uri, wrapped, CRLF"} {
-		t.Run(form, func(t *testing.T) {
-			wantStatus(t, s.postJSON("/telemetry/photo", photoRequest(base64Forms(atLimit)[form])), http.StatusAccepted)
-			p := checkProblem(t, s.postJSON("/telemetry/photo", photoRequest(base64Forms(over)[form])), http.StatusRequestEntityTooLarge)
+	for _, c := range []struct {
+		form    string
+		atLimit bool
+	}{{"android Base64.DEFAULT", true}, {"data uri, wrapped, CRLF", true}, {"standard", false}, {"url-safe unpadded", false}, {"mime", false}} {
+		t.Run(c.form, func(t *testing.T) {
+			if c.atLimit {
+				wantStatus(t, s.postJSON("/telemetry/photo", photoRequest(base64Encoders[c.form](atLimit))), http.StatusAccepted)
+			}
+			p := checkProblem(t, s.postJSON("/telemetry/photo", photoRequest(base64Encoders[c.form](over))), http.StatusRequestEntityTooLarge)
 			if len(p.Errors) != 1 || p.Errors[0].Field != "photo" {
 				t.Errorf("413 names %+v, want the photo", p.Errors)
 			}
@@ -717,4 +732,70 @@ func TestHostileBodiesGetSmallAnswers(t *testing.T) {
 type typedBody struct {
 	io.Reader
 	contentType string
+}
+
+// pngWithSize is the PNG fixture with width × height declared in its IHDR
+// (CRC recomputed, so only the dimensions are wrong).
+func pngWithSize(width, height uint32) []byte {
+	b := append([]byte{}, pngFixture...)
+	// Signature (8), IHDR length (4) and type (4), then width and height.
+	binary.BigEndian.PutUint32(b[16:], width)
+	binary.BigEndian.PutUint32(b[20:], height)
+	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	return b
+}
+
+// TestPhotoHeaderMustDecode: a photo is JPEG or PNG when its header
+// decodes as one with sane dimensions, not when its first bytes say so;
+// anything else is 415 at the door, in either request form.
+func TestPhotoHeaderMustDecode(t *testing.T) {
+	s := newStack(t, nil)
+	random := make([]byte, 4096)
+	rand.NewChaCha8([32]byte{1}).Read(random)
+	// A JPEG whose frame header (SOF0) declares 65535 × 65535.
+	hugeJPEG := func() []byte {
+		var b bytes.Buffer
+		if err := jpeg.Encode(&b, image.NewGray(image.Rect(0, 0, 8, 8)), nil); err != nil {
+			t.Fatal(err)
+		}
+		img := b.Bytes()
+		i := bytes.Index(img, []byte{0xFF, 0xC0})
+		binary.BigEndian.PutUint16(img[i+5:], 65535)
+		binary.BigEndian.PutUint16(img[i+7:], 65535)
+		return img
+	}()
+	refused := map[string][]byte{
+		"jpeg magic, random bytes":   append([]byte{0xFF, 0xD8, 0xFF}, random...),
+		"png magic, random bytes":    append([]byte("\x89PNG\r\n\x1a\n"), random...),
+		"jpeg cut inside its header": jpegFixture[:240], // its frame header (SOF2) spans bytes 230–248
+		"png cut inside its IHDR":    pngFixture[:24],
+		"png of 100000 × 100000":     pngWithSize(100000, 100000),
+		"png of 20000 × 10":          pngWithSize(20000, 10),
+		"png of 0 × 10":              pngWithSize(0, 10),
+		"jpeg of 65535 × 65535":      hugeJPEG,
+		"gif":                        []byte("GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"),
+	}
+	before := s.msgCount()
+	for name, img := range refused {
+		t.Run(name, func(t *testing.T) {
+			body, ct := multipartBody(t, photoParts("d", rfc(time.Now()), img)...)
+			for form, resp := range map[string]*http.Response{
+				"json":      s.postJSON("/telemetry/photo", photoRequest(base64.StdEncoding.EncodeToString(img))),
+				"multipart": s.do(http.MethodPost, "/telemetry/photo", ct, body),
+			} {
+				p := checkProblem(t, resp, http.StatusUnsupportedMediaType)
+				if len(p.Errors) != 1 || p.Errors[0].Field != "photo" || !strings.Contains(p.Errors[0].Message, "JPEG or PNG") && !strings.Contains(p.Errors[0].Message, "pixels") {
+					t.Errorf("%s: errors = %+v", form, p.Errors)
+				}
+			}
+		})
+	}
+	if n := s.msgCount(); n != before {
+		t.Fatalf("stream went from %d to %d messages", before, n)
+	}
+	for name, img := range map[string][]byte{"jpeg": jpegFixture, "png": pngFixture, "png of 16384 × 3000": pngWithSize(16384, 3000)} {
+		t.Run("accepted "+name, func(t *testing.T) {
+			wantStatus(t, s.postJSON("/telemetry/photo", photoRequest(base64.StdEncoding.EncodeToString(img))), http.StatusAccepted)
+		})
+	}
 }

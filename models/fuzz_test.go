@@ -103,9 +103,13 @@ func FuzzDecodeGPS(f *testing.F) {
 }
 
 func FuzzDecodePhotoJSON(f *testing.F) {
-	png := base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\nimage"))
-	jpg := base64.RawURLEncoding.EncodeToString([]byte("\xff\xd8\xff\xe0jpeg?"))
+	// Real images small enough for fuzzLim, so the fuzzer starts from
+	// bodies that are accepted; and magic bytes without a header.
+	png := base64.StdEncoding.EncodeToString(pngOfSize(3, 2)[:33]) // signature and IHDR
+	jpg := base64.RawURLEncoding.EncodeToString(jpegOfSize(f, 16, 16))
 	seedBodies(f,
+		`{"device_id":"d","timestamp":"2026-11-28T10:00:00Z","photo":"`+base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\nimage"))+`"}`,
+		`{"device_id":"d","timestamp":"2026-11-28T10:00:00Z","photo":"`+base64.StdEncoding.EncodeToString([]byte("\xff\xd8\xff\xe0jpeg?"))+`"}`,
 		`{"device_id":"d","timestamp":"2026-11-28T10:00:00Z","photo":"`+png+`"}`,
 		`{"device_id":"d","timestamp":1764324000,"photo":"data:image/jpeg;base64,`+jpg+`"}`,
 		`{"device_id":"d","timestamp":1764324000,"photo":"R0lGODlh"}`,

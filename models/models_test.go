@@ -17,10 +17,10 @@ import (
 )
 
 var (
-	testNow = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
-	testLim = DefaultLimits()
-	jpeg    = mustRead("../testdata/faces/grace_hopper.jpg")
-	png     = mustRead("../testdata/faces/chelsea.png")
+	testNow     = time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	testLim     = DefaultLimits()
+	jpegFixture = mustRead("../testdata/faces/grace_hopper.jpg")
+	pngFixture  = mustRead("../testdata/faces/chelsea.png")
 )
 
 func mustRead(path string) []byte {
@@ -181,12 +181,12 @@ func TestDecodePhotoJSON(t *testing.T) {
 	body := func(photo string) string {
 		return `{"device_id":"d","timestamp":"2026-11-28T09:59:00Z","photo":"` + photo + `"}`
 	}
-	std := base64.StdEncoding.EncodeToString(jpeg)
+	std := base64.StdEncoding.EncodeToString(jpegFixture)
 	for name, enc := range map[string]string{
 		"std":       std,
-		"url":       base64.URLEncoding.EncodeToString(jpeg),
-		"raw std":   base64.RawStdEncoding.EncodeToString(jpeg),
-		"raw url":   base64.RawURLEncoding.EncodeToString(jpeg),
+		"url":       base64.URLEncoding.EncodeToString(jpegFixture),
+		"raw std":   base64.RawStdEncoding.EncodeToString(jpegFixture),
+		"raw url":   base64.RawURLEncoding.EncodeToString(jpegFixture),
 		"data uri":  "data:image/jpeg;base64," + std,
 		"data noct": "data:;base64," + std,
 	} {
@@ -195,13 +195,13 @@ func TestDecodePhotoJSON(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(p.Image, jpeg) || p.ContentType != ContentTypeJPEG {
+			if !bytes.Equal(p.Image, jpegFixture) || p.ContentType != ContentTypeJPEG {
 				t.Errorf("image %d bytes, %s", len(p.Image), p.ContentType)
 			}
 		})
 	}
 	t.Run("png", func(t *testing.T) {
-		p, err := Decode[Photo](strings.NewReader(body(base64.StdEncoding.EncodeToString(png))), testNow, testLim)
+		p, err := Decode[Photo](strings.NewReader(body(base64.StdEncoding.EncodeToString(pngFixture))), testNow, testLim)
 		if err != nil || p.ContentType != ContentTypePNG {
 			t.Fatalf("%v %s", err, p.ContentType)
 		}
@@ -230,7 +230,7 @@ func TestDecodePhotoJSON(t *testing.T) {
 }
 
 func TestNewPhoto(t *testing.T) {
-	p, err := NewPhoto("AA-BB-CC-DD-EE-FF", "1764323940", png, testNow, testLim)
+	p, err := NewPhoto("AA-BB-CC-DD-EE-FF", "1764323940", pngFixture, testNow, testLim)
 	if err != nil || p.DeviceID != "aa:bb:cc:dd:ee:ff" || p.ContentType != ContentTypePNG || !p.RecordedAt.Equal(time.Unix(1764323940, 0)) {
 		t.Fatalf("%+v %v", p.Meta, err)
 	}
@@ -249,7 +249,7 @@ func TestMarshalUnmarshalRoundTrip(t *testing.T) {
 	for _, v := range []any{
 		&Gyroscope{Meta: meta, X: 1, Y: -0, Z: 3.5},
 		&GPS{Meta: meta, Latitude: -90, Longitude: 180},
-		&Photo{Meta: meta, ContentType: ContentTypeJPEG, Image: jpeg},
+		&Photo{Meta: meta, ContentType: ContentTypeJPEG, Image: jpegFixture},
 	} {
 		data, err := Marshal(v)
 		if err != nil {
@@ -291,7 +291,7 @@ func TestUnmarshalRejects(t *testing.T) {
 	if _, err := Unmarshal("temperature", good, testLim); !ierr.Is(err, ierr.Invalid) {
 		t.Errorf("unknown type: %v", err)
 	}
-	photo, _ := Marshal(&Photo{Meta: meta, ContentType: ContentTypePNG, Image: jpeg})
+	photo, _ := Marshal(&Photo{Meta: meta, ContentType: ContentTypePNG, Image: jpegFixture})
 	if _, err := Unmarshal(TypePhoto, photo, testLim); !slices.Equal(fieldsOf(err), []string{"content_type"}) {
 		t.Errorf("content type mismatch: %v", err)
 	}
@@ -315,10 +315,10 @@ func TestUnmarshalAs(t *testing.T) {
 }
 
 func TestSniffImage(t *testing.T) {
-	if ct, err := SniffImage(jpeg, len(jpeg)); err != nil || ct != ContentTypeJPEG {
+	if ct, err := SniffImage(jpegFixture, len(jpegFixture)); err != nil || ct != ContentTypeJPEG {
 		t.Errorf("jpeg: %s %v", ct, err)
 	}
-	if _, err := SniffImage(jpeg, len(jpeg)-1); !ierr.Is(err, ierr.TooLarge) {
+	if _, err := SniffImage(jpegFixture, len(jpegFixture)-1); !ierr.Is(err, ierr.TooLarge) {
 		t.Errorf("over the limit: %v", err)
 	}
 	for _, b := range [][]byte{[]byte("GIF89a"), []byte("\xff\xd8"), []byte("\x89PNG"), []byte("<svg>")} {

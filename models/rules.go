@@ -1,7 +1,6 @@
 package models
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"strconv"
@@ -211,36 +210,4 @@ func epochTooLarge(f float64, fallback string) string {
 		}
 	}
 	return fallback
-}
-
-// Image content types accepted.
-const (
-	ContentTypeJPEG = "image/jpeg"
-	ContentTypePNG  = "image/png"
-)
-
-var (
-	jpegMagic = []byte{0xFF, 0xD8, 0xFF}
-	pngMagic  = []byte("\x89PNG\r\n\x1a\n")
-)
-
-// SniffImage identifies a JPEG or PNG by its content, whatever the client
-// claimed, and enforces the size limit. The error is TooLarge, Unsupported or
-// Invalid (empty), with one field error for "photo".
-func SniffImage(b []byte, maxBytes int) (string, error) {
-	const op = "models.SniffImage"
-	fieldErr := func(k ierr.Kind, msg string) error {
-		return &ierr.Error{Kind: k, Op: op, Fields: []ierr.FieldError{{Field: "photo", Message: msg}}}
-	}
-	switch {
-	case len(b) == 0:
-		return "", fieldErr(ierr.Invalid, "is required")
-	case len(b) > maxBytes:
-		return "", fieldErr(ierr.TooLarge, fmt.Sprintf("must be at most %d bytes decoded", maxBytes))
-	case bytes.HasPrefix(b, jpegMagic):
-		return ContentTypeJPEG, nil
-	case bytes.HasPrefix(b, pngMagic):
-		return ContentTypePNG, nil
-	}
-	return "", fieldErr(ierr.Unsupported, "must be a JPEG or PNG image")
 }
