@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/challenge-v3/challenge-v3/config"
 	"github.com/challenge-v3/challenge-v3/internal/localpg"
 )
 
@@ -41,8 +42,19 @@ func waitHTTP(ctx context.Context, url string, timeout time.Duration) error {
 	}
 }
 
+// rateLimitLine says which per-client-IP rate limit the API enforces, and
+// how to lift it for a load test.
+func rateLimitLine(cfg config.API) string {
+	if cfg.RateLimitRPS == 0 {
+		return "off (RATE_LIMIT_RPS=0)"
+	}
+	return fmt.Sprintf("%g req/s per client IP, bursts of %d (RATE_LIMIT_RPS, RATE_LIMIT_BURST; "+
+		"RATE_LIMIT_RPS=0 make run turns it off for load tests)", cfg.RateLimitRPS, cfg.RateLimitBurst)
+}
+
 type banner struct {
 	apiURL, apiAdmin, workerAdmin string
+	rateLimit                     string
 	natsURL, natsStore            string
 	dsn                           string // the owner's, the worker's
 	apiDBUser                     string // who the API reads as
@@ -63,6 +75,7 @@ func printBanner(w io.Writer, b banner) {
 challenge-v3 dev stack is up (Ctrl-C stops everything)
 
   API            %s
+  rate limit     %s
   API admin      %s/metrics  /healthz  /readyz
   worker admin   %s/metrics  /healthz  /readyz
   NATS           %s  (JetStream store %s)
@@ -94,7 +107,7 @@ In PostgreSQL, with the audit trail:
     -c 'SELECT device_id, latitude, longitude, recorded_at FROM gps ORDER BY id DESC LIMIT 5' \
     -c 'SELECT occurred_at, actor, action, resource_id FROM audit_log ORDER BY id DESC LIMIT 5'
 
-`, b.apiURL, b.apiAdmin, b.workerAdmin, b.natsURL, b.natsStore, redact(b.dsn), b.apiDBUser, b.rekognition, keyLine,
+`, b.apiURL, b.rateLimit, b.apiAdmin, b.workerAdmin, b.natsURL, b.natsStore, redact(b.dsn), b.apiDBUser, b.rekognition, keyLine,
 		b.apiURL, key, ts,
 		b.apiURL, key,
 		b.apiURL, key,

@@ -123,7 +123,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			err = errors.Join(err, stopErr) // Run's result
 		}
 	}()
-	s.rekog = startRekognition(s.cfg.Getenv)
+	if s.rekog, err = startRekognition(s.cfg.Getenv, s.cfg.Dir); err != nil {
+		return err
+	}
 	defer s.rekog.close()
 	return s.runAPIAndWorker(ctx)
 }
@@ -284,7 +286,7 @@ func (s *stack) runAPIAndWorker(ctx context.Context) error {
 		return gctx.Err()
 	})
 	g.Go(func() error {
-		s.printBannerWhenReady(gctx, apiUser)
+		s.printBannerWhenReady(gctx, apiUser, rateLimitLine(apiCfg))
 		return nil
 	})
 	err = g.Wait()
@@ -341,7 +343,7 @@ func (s *stack) workerEnv() config.Getenv {
 // printBannerWhenReady prints the banner once the API and the worker answer
 // /readyz; if they take too long it prints it anyway, with a warning, and if
 // the stack is stopping it prints nothing.
-func (s *stack) printBannerWhenReady(ctx context.Context, apiUser <-chan string) {
+func (s *stack) printBannerWhenReady(ctx context.Context, apiUser <-chan string, rateLimit string) {
 	err := waitHTTP(ctx, "http://"+dialAddr(s.apiAdmin)+"/readyz", 2*time.Minute)
 	if err == nil {
 		err = waitHTTP(ctx, "http://"+dialAddr(s.workerAdmin)+"/readyz", 10*time.Second)
@@ -360,6 +362,7 @@ func (s *stack) printBannerWhenReady(ctx context.Context, apiUser <-chan string)
 	}
 	printBanner(s.cfg.Out, banner{
 		apiURL:      "http://" + dialAddr(s.cfg.HTTPAddr),
+		rateLimit:   rateLimit,
 		apiAdmin:    "http://" + dialAddr(s.apiAdmin),
 		workerAdmin: "http://" + dialAddr(s.workerAdmin),
 		natsURL:     s.nats.ClientURL(),

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/challenge-v3/challenge-v3/config"
 	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/storage"
 )
@@ -144,6 +145,7 @@ func TestBannerHasAReadyCurlLine(t *testing.T) {
 		natsURL: "nats://127.0.0.1:4222", natsStore: ".devstack/nats",
 		dsn:    "postgres://postgres:pw@127.0.0.1:5433/telemetry?sslmode=disable",
 		devKey: "s3cr3t-dev-key-0123", rekognition: "disabled", now: now,
+		rateLimit: rateLimitLine(config.API{RateLimitRPS: 10, RateLimitBurst: 20}),
 	})
 	out := buf.String()
 	for _, want := range []string{
@@ -152,6 +154,8 @@ func TestBannerHasAReadyCurlLine(t *testing.T) {
 		`"timestamp":"2026-11-28T10:00:00Z"`,
 		"postgres://postgres:***@127.0.0.1:5433/telemetry", // status line hides the password
 		"FROM gps",
+		"rate limit     10 req/s per client IP, bursts of 20", // a load test must know it is limited
+		"RATE_LIMIT_RPS=0 make run",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("banner lacks %q:\n%s", want, out)

@@ -16,17 +16,19 @@ type rekognitionSetup struct {
 }
 
 // startRekognition uses AWS when the environment configures it, and
-// otherwise (no credentials anywhere) a local Rekognition emulator.
-func startRekognition(getenv config.Getenv) rekognitionSetup {
+// otherwise (no credentials anywhere) a local Rekognition emulator whose
+// collection is kept under dir, so faces indexed in one run are recognised
+// in the next and face ids in stored rows keep naming one face.
+func startRekognition(getenv config.Getenv, dir string) (rekognitionSetup, error) {
 	noop := func() {}
 	if awsConfigured(getenv) {
 		coll := getenv("REKOGNITION_COLLECTION_ID")
 		if coll == "" {
 			return rekognitionSetup{close: noop,
-				describe: "disabled: AWS is configured but REKOGNITION_COLLECTION_ID is empty"}
+				describe: "disabled: AWS is configured but REKOGNITION_COLLECTION_ID is empty"}, nil
 		}
 		return rekognitionSetup{close: noop,
-			describe: "AWS Rekognition, collection " + coll + " (region " + getenv("AWS_REGION") + ")"}
+			describe: "AWS Rekognition, collection " + coll + " (region " + getenv("AWS_REGION") + ")"}, nil
 	}
 
 	// No AWS configuration: a local emulator that speaks Rekognition's wire
@@ -35,7 +37,10 @@ func startRekognition(getenv config.Getenv) rekognitionSetup {
 	// override: config reads these variables from the overlay, so nothing
 	// here touches the process environment the SDK reads. The emulator
 	// accepts any signature, but the SDK signs only with some credentials.
-	srv := rekognitionfake.New()
+	srv, err := rekognitionfake.Open(filepath.Join(dir, "rekognition", "collections.json"))
+	if err != nil {
+		return rekognitionSetup{}, err
+	}
 	return rekognitionSetup{
 		env: map[string]string{
 			"REKOGNITION_COLLECTION_ID":    emulatorCollection,
@@ -47,7 +52,7 @@ func startRekognition(getenv config.Getenv) rekognitionSetup {
 		describe: "local emulator at " + srv.URL + ", collection " + emulatorCollection +
 			" (not real face recognition: identical photos match, every other JPEG/PNG is a new face)",
 		close: srv.Close,
-	}
+	}, nil
 }
 
 // emulatorCollection is the face collection the dev stack's emulator uses.
