@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/base64"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -105,9 +106,16 @@ func TestThrottlingStormIsRetriedNotDeadLettered(t *testing.T) {
 func TestUndecodableImageIsDeadLettered(t *testing.T) {
 	s := newStack(t, nil)
 	s.startWorker()
-	// JPEG magic passes the API's content sniffing; the rest is not an image.
+	// JPEG magic and nothing else of a JPEG is refused at the door: it never
+	// reaches the stream, so it can never fill the dead-letter queue.
 	bad := append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, []byte(strings.Repeat("not really a jpeg ", 64))...)
-	id := s.accept("/telemetry/photo", photoBody("cam-1", bad))
+	if status, _ := s.post("/telemetry/photo", photoBody("cam-1", bad), nil); status != http.StatusUnsupportedMediaType {
+		t.Fatalf("JPEG magic + junk: status %d, want 415", status)
+	}
+	// An image whose header decodes but that Rekognition cannot read (a
+	// corrupt scan further in) is dead-lettered by the worker.
+	s.fake.FailNext(rekognitionfake.OpSearchFacesByImage, 1, rekognitionfake.Fault{Code: "InvalidImageFormatException"})
+	id := s.accept("/telemetry/photo", photoBody("cam-1", readFixture(t, "grace_hopper.jpg")))
 
 	s.eventually("dead letter", func() (bool, string) { return s.dlqCount() == 1, "" })
 	st, err := s.js.Stream(context.Background(), messaging.DLQStreamName)
