@@ -335,6 +335,12 @@ func TestDeadLetterAfterACrashBeforeTermKeepsOneCopy(t *testing.T) {
 	if n := streamMsgs(t, js, messaging.DLQStreamName); n != 1 {
 		t.Errorf("DLQ holds %d messages, want 1", n)
 	}
+	// Term is sent without waiting for the server (as the worker does), so
+	// the work-queue stream removes the message a moment later.
+	deadline := time.Now().Add(5 * time.Second)
+	for streamMsgs(t, js, messaging.StreamName) != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := streamMsgs(t, js, messaging.StreamName); n != 0 {
 		t.Errorf("TELEMETRY still holds %d messages", n)
 	}
