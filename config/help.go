@@ -97,7 +97,7 @@ var vars = []struct {
 	{forWorker, Var{Name: "RETRY_BACKOFF", Default: "1s,5s,15s,30s,1m,2m,5m", Meaning: "NakWithDelay schedule of transient failures, by delivery"}},
 
 	{forBoth, Var{Name: "MAX_FUTURE_SKEW", Default: "5m", Meaning: "how far in the future a reading's timestamp may be (equal in api and worker)"}},
-	{forBoth, Var{Name: "NATS_REPLICAS", Default: "1", Meaning: "stream replicas (3 in a NATS cluster)"}},
+	{forBoth, Var{Name: "NATS_REPLICAS", Default: "1", Meaning: "stream replicas: 1 on one server (it syncs every write), 3 in a NATS cluster"}},
 	{forBoth, Var{Name: "STREAM_MAX_BYTES", Default: "10GiB", Meaning: "backlog limit of TELEMETRY; when full the API answers 503"}},
 	{forBoth, Var{Name: "STREAM_MAX_AGE", Default: "168h", Meaning: "oldest unconsumed reading kept"}},
 	{forBoth, Var{Name: "STREAM_DUPLICATE_WINDOW", Default: "2m", Meaning: "Nats-Msg-Id / Idempotency-Key dedupe window (≥ 2m)"}},

@@ -320,6 +320,11 @@ func TestNATSConfig(t *testing.T) {
 	if opts.HTTPPort != 8222 {
 		t.Errorf("http_port = %d, want 8222 (the compose health check probes it)", opts.HTTPPort)
 	}
+	// A 202 means durable (SPEC §3): with one replica, JetStream must sync
+	// each write before it acknowledges, not every 2 minutes (the default).
+	if !opts.SyncAlways {
+		t.Errorf("jetstream sync_interval is %v, want always: a host crash would lose readings already answered 202", opts.SyncInterval)
+	}
 
 	// And by plain reading, in case the parser's units ever change.
 	b, err := os.ReadFile(natsConf)

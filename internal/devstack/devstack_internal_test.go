@@ -227,3 +227,24 @@ func TestEnsureAPIRole(t *testing.T) {
 		t.Fatal("ensureAPIRole as a user without CREATEROLE succeeded")
 	}
 }
+
+// TestEmbeddedNATSSyncsEveryWrite: the dev stack's NATS runs as
+// deploy/nats.conf does, syncing each JetStream write before it
+// acknowledges it, so a 202 survives a crash of the host (SPEC §3).
+func TestEmbeddedNATSSyncsEveryWrite(t *testing.T) {
+	ns, err := startNATSServer(t.TempDir(), 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	js := ns.JetStreamConfig()
+	if js == nil {
+		t.Fatal("JetStream is not enabled")
+	}
+	if !js.SyncAlways {
+		t.Errorf("JetStream sync: every %v, want always (a host crash would lose readings answered 202)", js.SyncInterval)
+	}
+}

@@ -27,7 +27,12 @@ func startNATSServer(storeDir string, port int, verbose bool) (*server.Server, e
 		JetStream:  true,
 		StoreDir:   storeDir,
 		MaxPayload: messaging.MaxMessageBytes, // as deploy/nats.conf: 5 MiB photos in base64 JSON
-		NoSigs:     true,                      // Ctrl-C belongs to the dev stack, which shuts NATS down last
+		// As deploy/nats.conf: a 202 means durable (SPEC §3), so with one
+		// server every write is synced before JetStream acknowledges it; the
+		// default (every 2 minutes) could lose answered readings to a host
+		// crash. Its cost is BenchmarkJetStreamSyncAlways in internal/testenv.
+		SyncAlways: true,
+		NoSigs:     true, // Ctrl-C belongs to the dev stack, which shuts NATS down last
 		NoLog:      !verbose,
 	}
 	s, err := server.NewServer(opts)
