@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -67,6 +68,11 @@ const (
 	DefaultRateLimitRPS   = 10
 	DefaultRateLimitBurst = 20
 	DefaultMaxTrackedIPs  = 100_000
+	// maxTrackedIPs bounds RATE_LIMIT_MAX_CLIENTS: a tracked client
+	// costs ~275 bytes (measured: map entry, LRU element, bucket, limiter),
+	// so 10 million is ~2.75 GB; a typo in a larger value would let a flood
+	// of source addresses take the host's memory.
+	maxTrackedIPs = 10_000_000
 	// DefaultPhotoMaxInFlight keeps photo uploads under ~1 GB of memory.
 	DefaultPhotoMaxInFlight = 48
 	DefaultReadTimeout      = 60 * time.Second
@@ -79,6 +85,7 @@ const (
 // across fields. The error names every wrong variable.
 func LoadAPI(getenv Getenv) (API, error) {
 	e := &env{get: getenv}
+	e.refuseExampleKeys()
 	lim := models.DefaultLimits()
 	lim.MaxFutureSkew = e.duration("MAX_FUTURE_SKEW", lim.MaxFutureSkew, 0)
 	c := API{
@@ -89,7 +96,7 @@ func LoadAPI(getenv Getenv) (API, error) {
 		APIKeys:          e.apiKeys("API_KEYS"),
 		RateLimitRPS:     e.float("RATE_LIMIT_RPS", DefaultRateLimitRPS, 0, 1e6),
 		RateLimitBurst:   e.int("RATE_LIMIT_BURST", DefaultRateLimitBurst, 1, 1_000_000),
-		MaxTrackedIPs:    e.int("RATE_LIMIT_MAX_CLIENTS", DefaultMaxTrackedIPs, 1, 100_000_000),
+		MaxTrackedIPs:    e.int("RATE_LIMIT_MAX_CLIENTS", DefaultMaxTrackedIPs, 1, maxTrackedIPs),
 		PhotoMaxInFlight: e.int("PHOTO_MAX_INFLIGHT", DefaultPhotoMaxInFlight, 1, 100_000),
 		TrustedProxies:   e.prefixes("TRUSTED_PROXIES"),
 		LogLevel:         e.logLevel(),
@@ -102,6 +109,7 @@ func LoadAPI(getenv Getenv) (API, error) {
 		Read:             e.read(),
 		Stream:           e.stream(),
 	}
+	e.refuseExamplePassword("DATABASE_URL", c.Read.DatabaseURL)
 	c.check(e)
 	if err := e.err(); err != nil {
 		return API{}, fmt.Errorf("api configuration: %w", err)
@@ -145,11 +153,18 @@ func (c API) check(e *env) {
 	}
 	ingest := false
 	names := map[string]bool{}
+	secrets := map[[sha256.Size]byte]string{} // digest → the first key name with it
 	for _, k := range c.APIKeys {
 		if names[k.Name] {
 			fail("API_KEYS", "key name %q appears more than once", k.Name)
 		}
 		names[k.Name] = true
+		// The API finds a key by its secret: of two keys sharing one, only
+		// one could ever authenticate, with its own name and scopes.
+		if first, ok := secrets[k.Digest]; ok {
+			fail("API_KEYS", "keys %q and %q have the same secret; give each key its own", first, k.Name)
+		}
+		secrets[k.Digest] = k.Name
 		ingest = ingest || k.Allows(ScopeIngest)
 	}
 	if !ingest {
@@ -164,8 +179,8 @@ func (c API) check(e *env) {
 	if c.PhotoMaxInFlight < 0 {
 		fail("PHOTO_MAX_INFLIGHT", "must be at least 1")
 	}
-	if c.MaxTrackedIPs < 1 {
-		fail("RATE_LIMIT_MAX_CLIENTS", "must be at least 1")
+	if c.MaxTrackedIPs < 1 || c.MaxTrackedIPs > maxTrackedIPs {
+		fail("RATE_LIMIT_MAX_CLIENTS", "must be between 1 and %d (each tracked client costs ~275 bytes)", maxTrackedIPs)
 	}
 	if c.PublishTimeout <= 0 {
 		fail("PUBLISH_TIMEOUT", "must be positive")

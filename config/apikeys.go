@@ -86,6 +86,9 @@ func (e *env) apiKeys(name string) []APIKey {
 			} else {
 				copy(k.Digest[:], b)
 			}
+		} else if isExample(secret) {
+			e.fail(name, "entry %d (%s) still has the example secret of .env.example; generate one with: openssl rand -hex 32", i+1, keyName)
+			ok = false
 		} else if len(secret) < MinSecretLen {
 			e.fail(name, "entry %d (%s): secret must be at least %d characters (or sha256:<hex>)", i+1, keyName, MinSecretLen)
 			ok = false

@@ -12,7 +12,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
@@ -72,5 +75,58 @@ func checkShared(lim models.Limits, topo messaging.TopologyConfig, fail func(nam
 	}
 	if err := topo.Validate(); err != nil {
 		fail("STREAM_*/CONSUMER_*", "%v", err)
+	}
+}
+
+// isExample reports whether v holds one of the placeholders .env.example
+// puts where a secret goes (CHANGE_ME, change-me, REPLACE_WITH…): such a
+// value was copied, not generated, and the binaries refuse it at start-up,
+// so the example configuration cannot run as is with guessable secrets.
+func isExample(v string) bool { return reExample.MatchString(v) }
+
+// reExample matches a placeholder as a word of its own, so a real value
+// such as "exchange-metrics" is not mistaken for one.
+var reExample = regexp.MustCompile(`(?i)(^|[^a-z])(change[-_]?me|replace[-_](with|me))`)
+
+// refuseExampleKeys fails ENCRYPTION_KEYS or ENCRYPTION_KEY when it still
+// holds .env.example's placeholder, and from then on reads it as unset, so
+// the key parser does not add a second, less helpful error. It reports
+// whether either was refused.
+func (e *env) refuseExampleKeys() bool {
+	refused := map[string]bool{}
+	for _, v := range []struct{ name, how string }{
+		{"ENCRYPTION_KEYS", "generate each key with: openssl rand -base64 32, and list them as id:<key>"},
+		{"ENCRYPTION_KEY", "generate the key with: openssl rand -base64 32"},
+	} {
+		if isExample(e.get(v.name)) {
+			e.fail(v.name, "still has the example value of .env.example; %s", v.how)
+			refused[v.name] = true
+		}
+	}
+	if len(refused) == 0 {
+		return false
+	}
+	get := e.get
+	e.get = func(name string) string {
+		if refused[name] {
+			return ""
+		}
+		return get(name)
+	}
+	return true
+}
+
+// refuseExamplePassword fails name, a PostgreSQL DSN, when its password still
+// holds .env.example's placeholder. The DSN is never echoed.
+func (e *env) refuseExamplePassword(name, dsn string) {
+	if dsn == "" {
+		return
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return // the DSN reader has named the variable already
+	}
+	if isExample(cfg.Password) {
+		e.fail(name, "the password still has the example value of .env.example (POSTGRES_PASSWORD or API_DB_PASSWORD there); generate one with: openssl rand -hex 24")
 	}
 }

@@ -56,10 +56,10 @@ var vars = []struct {
 	{forBoth | forDLQ, Var{Name: "NATS_URL", Default: "nats://127.0.0.1:4222", Meaning: "NATS server, or a comma-separated list of a cluster's URLs"}},
 	{forBoth | forDLQ, Var{Name: "NATS_CONNECT_TIMEOUT", Default: "30s", Meaning: "how long start-up keeps trying to reach NATS (the worker: and PostgreSQL)"}},
 
-	{forAPI, Var{Name: "API_KEYS", Required: true, Meaning: "name:secret:scope[+scope],…; scopes ingest (POST) and read (GET); secret ≥ 16 chars or sha256:<hex>"}},
+	{forAPI, Var{Name: "API_KEYS", Required: true, Meaning: "name:secret:scope[+scope],…; scopes ingest (POST) and read (GET); secret ≥ 16 chars or sha256:<hex>, one per key"}},
 	{forAPI, Var{Name: "RATE_LIMIT_RPS", Default: "10", Meaning: "token-bucket refill per client IP per second; 0 disables rate limiting"}},
 	{forAPI, Var{Name: "RATE_LIMIT_BURST", Default: "20", Meaning: "token-bucket size per client IP"}},
-	{forAPI, Var{Name: "RATE_LIMIT_MAX_CLIENTS", Default: "100000", Meaning: "client IPs tracked at most (bounded memory)"}},
+	{forAPI, Var{Name: "RATE_LIMIT_MAX_CLIENTS", Default: "100000", Meaning: "client IPs tracked at most (~275 bytes each), 1 to 10000000"}},
 	{forAPI, Var{Name: "PHOTO_MAX_INFLIGHT", Default: "48", Meaning: "photo uploads handled at once; beyond it 503 + Retry-After"}},
 	{forAPI, Var{Name: "TRUSTED_PROXIES", Meaning: "CIDRs whose X-Forwarded-For is believed (right-most untrusted hop)"}},
 	{forAPI, Var{Name: "PUBLISH_TIMEOUT", Default: "3s", Meaning: "bound on each JetStream call; past it the API answers 503"}},

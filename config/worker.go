@@ -82,6 +82,7 @@ const (
 // echoes a secret (database password, key material).
 func LoadWorker(getenv Getenv) (Worker, error) {
 	e := &env{get: getenv}
+	exampleKeys := e.refuseExampleKeys()
 	lim := models.DefaultLimits()
 	lim.MaxFutureSkew = e.duration("MAX_FUTURE_SKEW", lim.MaxFutureSkew, 0)
 	c := Worker{
@@ -106,11 +107,14 @@ func LoadWorker(getenv Getenv) (Worker, error) {
 		LogLevel:                e.logLevel(),
 		ShutdownTimeout:         e.duration("SHUTDOWN_TIMEOUT", DefaultWorkerShutdownTimeout, time.Second),
 	}
-	keys, err := crypto.ParseKeys(getenv("ENCRYPTION_KEYS"), getenv("ENCRYPTION_KEY"))
-	if err != nil {
-		e.errs = append(e.errs, err) // already names the variable, never the key
+	e.refuseExamplePassword("DATABASE_URL", c.DatabaseURL)
+	if !exampleKeys {
+		keys, err := crypto.ParseKeys(e.get("ENCRYPTION_KEYS"), e.get("ENCRYPTION_KEY"))
+		if err != nil {
+			e.errs = append(e.errs, err) // already names the variable, never the key
+		}
+		c.EncryptionKeys = keys
 	}
-	c.EncryptionKeys = keys
 	if len(e.errs) == 0 {
 		e.errs = append(e.errs, c.check()...)
 	}

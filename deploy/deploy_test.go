@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -213,29 +214,92 @@ func TestComposeAdminPortsStayPrivate(t *testing.T) {
 func TestComposeEnvironmentLoads(t *testing.T) {
 	svc := byContainer(t, loadCompose(t))
 	dotenv := readDotenv(t, envExample)
-	// .env.example holds a placeholder key on purpose (the worker must not
-	// start with it); put a real one in, as an operator would.
-	key := make([]byte, 32)
-	rand.Read(key)
-	dotenv["ENCRYPTION_KEYS"] = "k1:" + base64.StdEncoding.EncodeToString(key)
+	// .env.example holds placeholders on purpose (TestEnvExampleSecretsAreRefused);
+	// generate the secrets, as an operator following its comments would.
+	dotenv["API_KEYS"] = "phone-fleet:" + randomHex(32) + ":ingest,frontend:" + randomHex(32) + ":read"
+	dotenv["ENCRYPTION_KEYS"] = "k1:" + randomBase64(32)
+	dotenv["POSTGRES_PASSWORD"] = randomHex(24)
+	dotenv["API_DB_PASSWORD"] = randomHex(24)
 
-	getenvFor := func(name string) config.Getenv {
-		env := map[string]string{}
-		for k, v := range svc[name].Environment {
-			val, err := interpolate(v, dotenv)
-			if err != nil {
-				t.Fatalf("%s %s: %v", name, k, err)
-			}
-			env[k] = val
-		}
-		return func(k string) string { return env[k] }
-	}
-	if _, err := config.LoadAPI(getenvFor("challenge_app_api")); err != nil {
+	if _, err := config.LoadAPI(composeEnv(t, svc["challenge_app_api"], dotenv)); err != nil {
 		t.Errorf("challenge_app_api environment: %v", err)
 	}
-	if _, err := config.LoadWorker(getenvFor("challenge_app_worker")); err != nil {
+	if _, err := config.LoadWorker(composeEnv(t, svc["challenge_app_worker"], dotenv)); err != nil {
 		t.Errorf("challenge_app_worker environment: %v", err)
 	}
+}
+
+// TestEnvExampleSecretsAreRefused: .env.example copied to .env as is does
+// not run. Its secrets are placeholders that the binaries' own loaders
+// refuse at start-up, naming each variable, and the JetStream key is empty,
+// which compose refuses.
+func TestEnvExampleSecretsAreRefused(t *testing.T) {
+	svc := byContainer(t, loadCompose(t))
+	dotenv := readDotenv(t, envExample)
+
+	_, apiErr := config.LoadAPI(composeEnv(t, svc["challenge_app_api"], dotenv))
+	_, workerErr := config.LoadWorker(composeEnv(t, svc["challenge_app_worker"], dotenv))
+	for _, c := range []struct {
+		binary string
+		err    error
+		want   []string
+	}{
+		{"api", apiErr, []string{
+			"API_KEYS: entry 1 (phone-fleet) still has the example secret",
+			"API_KEYS: entry 2 (frontend) still has the example secret",
+			"ENCRYPTION_KEYS: still has the example value",
+			"DATABASE_URL: the password still has the example value",
+		}},
+		{"worker", workerErr, []string{
+			"ENCRYPTION_KEYS: still has the example value",
+			"DATABASE_URL: the password still has the example value",
+		}},
+	} {
+		if c.err == nil {
+			t.Errorf("%s starts with .env.example as is", c.binary)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(c.err.Error(), w) {
+				t.Errorf("%s: error lacks %q:\n%v", c.binary, w, c.err)
+			}
+		}
+	}
+
+	jsKey, ok := svc["challenge_nats"].Environment["NATS_JETSTREAM_KEY"]
+	if !ok {
+		t.Fatal("challenge_nats: no NATS_JETSTREAM_KEY")
+	}
+	if _, err := interpolate(jsKey, dotenv); err == nil || !strings.Contains(err.Error(), "NATS_JETSTREAM_KEY") {
+		t.Errorf("challenge_nats NATS_JETSTREAM_KEY with .env.example as is: err = %v, want compose to refuse it", err)
+	}
+}
+
+// composeEnv interpolates a service's environment with dotenv's values, as
+// docker compose would, into the Getenv the binaries' loaders take.
+func composeEnv(t *testing.T, s service, dotenv map[string]string) config.Getenv {
+	t.Helper()
+	env := map[string]string{}
+	for k, v := range s.Environment {
+		val, err := interpolate(v, dotenv)
+		if err != nil {
+			t.Fatalf("%s %s: %v", s.ContainerName, k, err)
+		}
+		env[k] = val
+	}
+	return func(k string) string { return env[k] }
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randomBase64(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 var reVar = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}`)
