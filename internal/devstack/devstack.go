@@ -376,7 +376,10 @@ func (s *stack) printBannerWhenReady(ctx context.Context, apiUser <-chan string,
 }
 
 // startCluster starts (initializing on first use) the persistent cluster
-// under dir/pg and creates the dev database.
+// under dir/pg and creates the dev database. As root in a checkout the
+// "postgres" user cannot enter (/root), dir/pg is a link to the cluster in
+// localpg.DefaultSharedDir (SPEC §6: make run works from wherever the
+// checkout is).
 func startCluster(ctx context.Context, dir string, port int, log *slog.Logger) (*localpg.Cluster, error) {
 	if port != 0 && !localpg.PortFree(port) {
 		log.Info("PostgreSQL port busy, picking a free one", "port", port)
@@ -393,7 +396,16 @@ func startCluster(ctx context.Context, dir string, port int, log *slog.Logger) (
 		return nil, errors.Join(fmt.Errorf("devstack: %w", err), pg.Stop(sctx))
 	}
 	log.Info("PostgreSQL started", "port", pg.Port(), "data", pg.DataDir(), "took", time.Since(t0).Round(time.Millisecond))
+	if link := filepath.Join(dir, "pg"); isSymlink(link) {
+		log.Info("the cluster lives outside the checkout, where the postgres OS user can reach it; "+
+			"make clean removes the link, and the next make run starts a new cluster there", "link", link, "cluster", filepath.Dir(pg.DataDir()))
+	}
 	return pg, nil
+}
+
+func isSymlink(path string) bool {
+	fi, err := os.Lstat(path)
+	return err == nil && fi.Mode()&os.ModeSymlink != 0
 }
 
 // overlay returns a Getenv that answers from m first (non-empty values

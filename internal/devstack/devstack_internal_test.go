@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
 	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/storage"
 )
@@ -246,5 +248,51 @@ func TestEmbeddedNATSSyncsEveryWrite(t *testing.T) {
 	}
 	if !js.SyncAlways {
 		t.Errorf("JetStream sync: every %v, want always (a host crash would lose readings answered 202)", js.SyncInterval)
+	}
+}
+
+// TestClusterStartsFromADirectoryOthersCannotEnter is `make run` as root
+// from a checkout in /root: the dev stack's PostgreSQL starts, its state is
+// reachable through .devstack/pg, and it is kept across runs.
+func TestClusterStartsFromADirectoryOthersCannotEnter(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root hands PostgreSQL to the postgres OS user; as any other user the checkout is the caller's own")
+	}
+	state := filepath.Join(t.TempDir(), ".devstack") // under a 0700 directory, as in /root
+	log := slog.New(slog.DiscardHandler)
+	var cluster string
+	t.Cleanup(func() {
+		if cluster != "" {
+			os.RemoveAll(cluster)
+			os.Remove(filepath.Dir(cluster)) // the shared directory, once empty
+		}
+	})
+	for run := range 2 {
+		pg, err := startCluster(t.Context(), state, 0, log)
+		if err != nil {
+			t.Fatalf("run %d: %v", run+1, err)
+		}
+		cluster = filepath.Dir(pg.DataDir())
+		conn, err := pgx.Connect(t.Context(), pg.DSN(DatabaseName))
+		if err == nil {
+			_, err = conn.Exec(t.Context(), "CREATE TABLE IF NOT EXISTS runs (n int); INSERT INTO runs VALUES (1)")
+		}
+		var n int
+		if err == nil {
+			err = conn.QueryRow(t.Context(), "SELECT count(*) FROM runs").Scan(&n)
+			conn.Close(context.Background())
+		}
+		if stopErr := pg.Stop(context.Background()); stopErr != nil {
+			t.Fatal(stopErr)
+		}
+		if err != nil || n != run+1 {
+			t.Fatalf("run %d: %d rows (%v), want %d: the database is kept across runs", run+1, n, err, run+1)
+		}
+	}
+	if !strings.HasPrefix(cluster, localpg.DefaultSharedDir+"/") {
+		t.Errorf("cluster in %s, want it under %s", cluster, localpg.DefaultSharedDir)
+	}
+	if _, err := os.Stat(filepath.Join(state, "pg", "data", "PG_VERSION")); err != nil {
+		t.Errorf(".devstack/pg does not lead to the cluster: %v", err)
 	}
 }

@@ -10,7 +10,9 @@
 // by a timeout or a dev stack killed with SIGKILL does not leave a server
 // running. It listens on 127.0.0.1 only and keeps its Unix socket inside the
 // data directory. When the caller is root, which PostgreSQL refuses to run as,
-// initdb and postgres run as the "postgres" OS user.
+// initdb and postgres run as the "postgres" OS user, and a persistent
+// cluster whose directory that user cannot reach (a checkout in /root) lives
+// under DefaultSharedDir instead, with a symlink in its place.
 package localpg
 
 import (
@@ -58,6 +60,13 @@ type Options struct {
 	// StartTimeout bounds initdb plus server start-up when ctx has no earlier
 	// deadline; 0 means 60 s.
 	StartTimeout time.Duration
+	// SharedDir is where a persistent cluster lives when the server's OS
+	// user cannot reach Dir: the caller is root, so the server runs as
+	// "postgres", and Dir is inside a directory other users cannot enter
+	// (a checkout in /root). The cluster then lives in SharedDir/<hash of
+	// Dir's absolute path> and Dir is a symlink to it, kept across runs.
+	// "" means DefaultSharedDir.
+	SharedDir string
 }
 
 // Cluster is a running PostgreSQL server started by Start.
@@ -100,7 +109,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 
-	root, err := prepareRoot(opts)
+	root, err := prepareRoot(opts, owner)
 	if err != nil {
 		return nil, err
 	}
@@ -389,16 +398,9 @@ func PortFree(port int) bool {
 	return true
 }
 
-func prepareRoot(opts Options) (string, error) {
+func prepareRoot(opts Options, owner *osUser) (string, error) {
 	if opts.Persistent {
-		root, err := filepath.Abs(opts.Dir)
-		if err != nil {
-			return "", fmt.Errorf("localpg: %w", err)
-		}
-		if err := os.MkdirAll(root, 0o755); err != nil {
-			return "", fmt.Errorf("localpg: %w", err)
-		}
-		return root, nil
+		return persistentRoot(opts, owner)
 	}
 	parent := opts.Dir
 	if parent == "" {

@@ -312,3 +312,69 @@ func TestInterruptedInitdbLeavesNoHalfCluster(t *testing.T) {
 	c := start(t, localpg.Options{Dir: dir, Persistent: true})
 	connect(t, c.DSN("postgres"))
 }
+
+// TestPersistentClusterOutOfTheServerUsersReach is `make run` as root from a
+// checkout in /root (mode 0700): the "postgres" user cannot enter it, so
+// the cluster lives under SharedDir with a symlink in the checkout; its data
+// survives a restart, and deleting the checkout's state (make clean) starts
+// the next run afresh.
+func TestPersistentClusterOutOfTheServerUsersReach(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("only root hands the server to another OS user; as any other user the directory is the caller's own")
+	}
+	home := t.TempDir() // 0700, root's: like /root
+	state := filepath.Join(home, "checkout", ".devstack")
+	dir := filepath.Join(state, "pg")
+	// What a run before this fix left behind: an empty directory.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(sharedTempDir(t), "var-lib")
+	opts := localpg.Options{Dir: dir, Persistent: true, SharedDir: shared}
+
+	c := start(t, opts)
+	if fi, err := os.Lstat(dir); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("%s is not a symlink to the cluster (%v, %v)", dir, fi, err)
+	}
+	if !strings.HasPrefix(c.DataDir(), shared+"/") {
+		t.Fatalf("DataDir = %s, want it under %s", c.DataDir(), shared)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); err != nil {
+		t.Errorf("the cluster is not reachable through the link: %v", err)
+	}
+	if err := c.CreateDatabase(t.Context(), "telemetry"); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, c.DSN("telemetry"))
+	if _, err := conn.Exec(t.Context(), "CREATE TABLE kept (v int); INSERT INTO kept VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(t.Context())
+	if err := c.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	c2 := start(t, opts)
+	if c2.DataDir() != c.DataDir() {
+		t.Fatalf("DataDir changed across runs: %s then %s", c.DataDir(), c2.DataDir())
+	}
+	var v int
+	if err := connect(t, c2.DSN("telemetry")).QueryRow(t.Context(), "SELECT v FROM kept").Scan(&v); err != nil || v != 7 {
+		t.Fatalf("kept row after a restart: %d, %v", v, err)
+	}
+	if err := c2.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	// make clean: the state directory goes, link and all; the next run
+	// initialises a new cluster rather than reviving the discarded one.
+	if err := os.RemoveAll(state); err != nil {
+		t.Fatal(err)
+	}
+	c3 := start(t, opts)
+	var n int
+	if err := connect(t, c3.DSN("postgres")).QueryRow(t.Context(), "SELECT count(*) FROM pg_database WHERE datname = 'telemetry'").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("after make clean: %d telemetry databases (%v), want a fresh cluster", n, err)
+	}
+}

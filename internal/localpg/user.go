@@ -76,36 +76,47 @@ func (u *osUser) chown(dir string) error {
 }
 
 // checkReachable fails clearly when the server's user cannot reach dir, for
-// example a directory made by t.TempDir (mode 0700, owned by root).
+// example a throwaway cluster's parent made by t.TempDir (mode 0700, owned
+// by root). A persistent cluster is moved out of such a directory instead
+// (persistentRoot).
 func (u *osUser) checkReachable(dir string) error {
+	if d, mode := u.unreachable(dir); d != "" {
+		return fmt.Errorf("localpg: the %q OS user, which runs the server because this process is root, cannot enter %s (mode %v); "+
+			"put the cluster under a directory every user can traverse", u.name, d, mode)
+	}
+	return nil
+}
+
+// unreachable returns the first directory on the way to dir that the
+// server's user may not enter, and its mode; "" when it can reach dir.
+// Directories that do not exist yet do not count: Start creates them 0755.
+func (u *osUser) unreachable(dir string) (string, os.FileMode) {
 	if !u.switched {
-		return nil
+		return "", 0
 	}
 	for d := dir; ; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
-		if err != nil {
-			return fmt.Errorf("localpg: %w", err)
-		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		mode := fi.Mode().Perm()
-		var can bool
-		switch {
-		case int(st.Uid) == u.uid:
-			can = mode&0o100 != 0
-		case int(st.Gid) == u.gid:
-			can = mode&0o010 != 0
-		default:
-			can = mode&0o001 != 0
-		}
-		if !can {
-			return fmt.Errorf("localpg: the %q OS user, which runs the server because this process is root, cannot enter %s (mode %v); "+
-				"put the cluster under a directory every user can traverse", u.name, d, mode)
+		if err == nil {
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if !ok {
+				return "", 0
+			}
+			mode := fi.Mode().Perm()
+			var can bool
+			switch {
+			case int(st.Uid) == u.uid:
+				can = mode&0o100 != 0
+			case int(st.Gid) == u.gid:
+				can = mode&0o010 != 0
+			default:
+				can = mode&0o001 != 0
+			}
+			if !can {
+				return d, mode
+			}
 		}
 		if d == filepath.Dir(d) {
-			return nil
+			return "", 0
 		}
 	}
 }
