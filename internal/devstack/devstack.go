@@ -5,10 +5,11 @@
 // deployed binaries are.
 //
 // State that must outlive a run lives under Config.Dir (./.devstack): the
-// JetStream store, the PostgreSQL cluster, the photo encryption key (rows
-// encrypted by one run must decrypt in the next), the dev API key (so a
-// printed curl line keeps working) and the password of the API's database
-// role. `make clean` deletes it.
+// JetStream store, the PostgreSQL cluster, the photo encryption keys (rows
+// encrypted by one run must decrypt in the next, including under keys a
+// run was given in ENCRYPTION_KEYS), the dev API key (so a printed curl
+// line keeps working) and the password of the API's database role.
+// `make clean` deletes it.
 //
 // The worker connects as the database owner (it migrates and writes); the
 // API as APIRole, a login role in challenge_reader (migration 0002) that the
@@ -26,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -187,6 +189,8 @@ func (s *stack) prepareState() error {
 	if s.keys, err = loadKeys(s.cfg.Dir, s.cfg.Getenv); err != nil {
 		return err
 	}
+	s.log.Info("photo encryption keys", "ids", s.keys.keyIDs, "active", strings.Split(s.keys.keyIDs, ",")[0],
+		"kept_in", filepath.Join(s.cfg.Dir, KeyFile))
 	s.apiDBPassword, err = persistedSecret(filepath.Join(s.cfg.Dir, "api-db-password"), func() (string, error) {
 		return randomHex(24)
 	})
@@ -298,13 +302,12 @@ func (s *stack) runAPIAndWorker(ctx context.Context) error {
 // stack's addresses and API key, the database as dsn, and the photo key
 // (the image route decrypts with it).
 func (s *stack) apiEnv(dsn string) config.Getenv {
-	return overlay(s.cfg.Getenv, map[string]string{
-		"HTTP_ADDR":      s.cfg.HTTPAddr,
-		"ADMIN_ADDR":     s.apiAdmin,
-		"NATS_URL":       s.nats.ClientURL(),
-		"API_KEYS":       s.keys.apiKeys,
-		"DATABASE_URL":   dsn,
-		"ENCRYPTION_KEY": s.keys.encryptionKey, // "" when the environment has ENCRYPTION_KEY(S)
+	return overlay(withPhotoKeys(s.cfg.Getenv, s.keys.encryptionKeys), map[string]string{
+		"HTTP_ADDR":    s.cfg.HTTPAddr,
+		"ADMIN_ADDR":   s.apiAdmin,
+		"NATS_URL":     s.nats.ClientURL(),
+		"API_KEYS":     s.keys.apiKeys,
+		"DATABASE_URL": dsn,
 	})
 }
 
@@ -332,12 +335,26 @@ func (s *stack) apiDatabase(ctx context.Context, cfg config.API) (config.API, st
 // workerEnv is the worker's environment: the caller's, overlaid with the dev
 // stack's addresses, database, key and Rekognition settings.
 func (s *stack) workerEnv() config.Getenv {
-	return overlay(s.cfg.Getenv, mergeMaps(map[string]string{
-		"ADMIN_ADDR":     s.workerAdmin,
-		"NATS_URL":       s.nats.ClientURL(),
-		"DATABASE_URL":   s.dsn,
-		"ENCRYPTION_KEY": s.keys.encryptionKey, // "" when the environment has ENCRYPTION_KEY(S)
+	return overlay(withPhotoKeys(s.cfg.Getenv, s.keys.encryptionKeys), mergeMaps(map[string]string{
+		"ADMIN_ADDR":   s.workerAdmin,
+		"NATS_URL":     s.nats.ClientURL(),
+		"DATABASE_URL": s.dsn,
 	}, s.rekog.env))
+}
+
+// withPhotoKeys answers ENCRYPTION_KEYS with keys, the merged keys of
+// loadKeys, and ENCRYPTION_KEY with nothing (it is among them): both
+// binaries then open every photo any run has sealed.
+func withPhotoKeys(base config.Getenv, keys string) config.Getenv {
+	return func(name string) string {
+		switch name {
+		case "ENCRYPTION_KEYS":
+			return keys
+		case "ENCRYPTION_KEY":
+			return ""
+		}
+		return base(name)
+	}
 }
 
 // printBannerWhenReady prints the banner once the API and the worker answer

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/crypto"
 	"github.com/challenge-v3/challenge-v3/internal/localpg"
 	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/storage"
@@ -35,14 +36,14 @@ func TestLoadKeysGeneratesOnceAndKeeps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := base64.StdEncoding.DecodeString(k1.encryptionKey)
-	if err != nil || len(raw) != 32 {
-		t.Fatalf("ENCRYPTION_KEY %q is not base64 of 32 bytes (err=%v)", k1.encryptionKey, err)
+	ring, err := crypto.ParseKeys(k1.encryptionKeys, "")
+	if err != nil || len(ring) != 1 || ring[0].ID() != crypto.DefaultKeyID {
+		t.Fatalf("ENCRYPTION_KEYS = one generated %q key? %v (err=%v)", crypto.DefaultKeyID, ring, err)
 	}
 	if want := DevKeyName + ":" + k1.devSecret + ":ingest+read"; k1.apiKeys != want || len(k1.devSecret) < 16 {
 		t.Fatalf("API_KEYS = %q, want %q with a secret of >= 16 chars", k1.apiKeys, want)
 	}
-	for _, f := range []string{"encryption.key", "dev-api-key"} {
+	for _, f := range []string{KeyFile, "dev-api-key"} {
 		fi, err := os.Stat(filepath.Join(dir, f))
 		if err != nil {
 			t.Fatal(err)
@@ -61,22 +62,118 @@ func TestLoadKeysGeneratesOnceAndKeeps(t *testing.T) {
 	}
 }
 
-func TestLoadKeysLeavesEnvironmentValuesAlone(t *testing.T) {
+// TestLoadKeysKeepsPhotoKeysFromTheEnvironment: photo keys given to one
+// `make run` in the environment are merged into .devstack's key file, the
+// environment's active key first, so a later plain `make run` still opens
+// (and seals with) them; the binaries' loaders get them all.
+func TestLoadKeysKeepsPhotoKeysFromTheEnvironment(t *testing.T) {
 	dir := t.TempDir()
-	k, err := loadKeys(dir, mapEnv(map[string]string{
-		"API_KEYS":        "me:0123456789abcdef0123:ingest",
-		"ENCRYPTION_KEYS": "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32)),
-	}))
+	first, err := loadKeys(dir, mapEnv(nil)) // a plain run: the generated "default" key
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k != (keys{}) {
-		t.Fatalf("keys = %+v, want none generated", k)
+	k1, _ := crypto.GenerateKey("k1")
+	k2, _ := crypto.GenerateKey("k2")
+	k3, _ := crypto.GenerateKey("k3")
+	gen := first.encryptionKeys
+
+	for _, step := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"keys given", map[string]string{"ENCRYPTION_KEYS": k2.Encode() + "," + k1.Encode()}, k2.Encode() + "," + k1.Encode() + "," + gen},
+		{"plain run after", nil, k2.Encode() + "," + k1.Encode() + "," + gen},
+		{"a kept key given again, another added", map[string]string{"ENCRYPTION_KEYS": k3.Encode() + "," + k1.Encode()}, k3.Encode() + "," + k1.Encode() + "," + k2.Encode() + "," + gen},
+		{"plain run after rotation", nil, k3.Encode() + "," + k1.Encode() + "," + k2.Encode() + "," + gen},
+		{"the shorthand of the kept key", map[string]string{"ENCRYPTION_KEY": strings.TrimPrefix(gen, crypto.DefaultKeyID+":")}, gen + "," + k3.Encode() + "," + k1.Encode() + "," + k2.Encode()},
+	} {
+		k, err := loadKeys(dir, mapEnv(step.env))
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if k.encryptionKeys != step.want {
+			t.Fatalf("%s: ENCRYPTION_KEYS ids %s, want %s", step.name, ids(t, k.encryptionKeys), ids(t, step.want))
+		}
+		b, err := os.ReadFile(filepath.Join(dir, KeyFile))
+		if err != nil || strings.TrimSpace(string(b)) != step.want {
+			t.Fatalf("%s: %s holds ids %s (%v), want %s", step.name, KeyFile, ids(t, strings.TrimSpace(string(b))), err, ids(t, step.want))
+		}
+		// What the worker is configured with: every key, ENCRYPTION_KEY
+		// from the environment hidden (the loader refuses both at once).
+		base := mapEnv(mergeMaps(step.env, map[string]string{"DATABASE_URL": "postgres://u@h/d"}))
+		w, err := config.LoadWorker(withPhotoKeys(base, k.encryptionKeys))
+		if err != nil {
+			t.Fatalf("%s: worker configuration: %v", step.name, err)
+		}
+		if got := keyIDs(w.EncryptionKeys); got != ids(t, step.want) {
+			t.Fatalf("%s: worker keys %s, want %s", step.name, got, ids(t, step.want))
+		}
 	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 0 {
-		t.Fatalf("files written although the environment had the keys: %v", entries)
+	if fi, err := os.Stat(filepath.Join(dir, KeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v, %v; want mode 0600", KeyFile, fi, err)
 	}
+
+	// Another key under a kept key's id would strand the photos sealed
+	// under the kept one: refused, naming the id.
+	other, _ := crypto.GenerateKey("k1")
+	_, err = loadKeys(dir, mapEnv(map[string]string{"ENCRYPTION_KEYS": other.Encode()}))
+	if err == nil || !strings.Contains(err.Error(), `photo key "k1"`) {
+		t.Fatalf("a different key k1: err = %v, want it refused naming k1", err)
+	}
+	if strings.Contains(err.Error(), strings.TrimPrefix(other.Encode(), "k1:")) {
+		t.Fatal("the error shows key material")
+	}
+}
+
+// TestLoadKeysReadsTheSingleKeyFileOfEarlierRuns: a .devstack made before
+// keys were merged holds one bare key; it is the "default" key, kept.
+func TestLoadKeysReadsTheSingleKeyFileOfEarlierRuns(t *testing.T) {
+	dir := t.TempDir()
+	raw := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	if err := os.WriteFile(filepath.Join(dir, KeyFile), []byte(raw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := loadKeys(dir, mapEnv(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := crypto.DefaultKeyID + ":" + raw; k.encryptionKeys != want {
+		t.Fatalf("ENCRYPTION_KEYS = %s, want the kept key as %s", ids(t, k.encryptionKeys), crypto.DefaultKeyID)
+	}
+}
+
+func TestLoadKeysLeavesEnvironmentAPIKeysAlone(t *testing.T) {
+	dir := t.TempDir()
+	k, err := loadKeys(dir, mapEnv(map[string]string{"API_KEYS": "me:0123456789abcdef0123:ingest"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.apiKeys != "" || k.devSecret != "" {
+		t.Fatalf("keys = %+v, want no API key generated", k)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dev-api-key")); !os.IsNotExist(err) {
+		t.Fatalf("dev-api-key written although the environment had API_KEYS (err=%v)", err)
+	}
+}
+
+// ids lists the key ids of an ENCRYPTION_KEYS value, for messages that must
+// not show key material.
+func ids(t *testing.T, encryptionKeys string) string {
+	t.Helper()
+	ks, err := crypto.ParseKeys(encryptionKeys, "")
+	if err != nil {
+		return "(" + err.Error() + ")"
+	}
+	return keyIDs(ks)
+}
+
+func keyIDs(ks []crypto.Key) string {
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = k.ID()
+	}
+	return strings.Join(out, ",")
 }
 
 func TestOverlay(t *testing.T) {
