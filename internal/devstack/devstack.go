@@ -299,8 +299,8 @@ func (s *stack) runAPIAndWorker(ctx context.Context) error {
 }
 
 // apiEnv is the API's environment: the caller's, overlaid with the dev
-// stack's addresses and API key, the database as dsn, and the photo key
-// (the image route decrypts with it).
+// stack's addresses and API key, the database as dsn, and the photo keys
+// (the image route decrypts with them).
 func (s *stack) apiEnv(dsn string) config.Getenv {
 	return overlay(withPhotoKeys(s.cfg.Getenv, s.keys.encryptionKeys), map[string]string{
 		"HTTP_ADDR":    s.cfg.HTTPAddr,
@@ -340,21 +340,6 @@ func (s *stack) workerEnv() config.Getenv {
 		"NATS_URL":     s.nats.ClientURL(),
 		"DATABASE_URL": s.dsn,
 	}, s.rekog.env))
-}
-
-// withPhotoKeys answers ENCRYPTION_KEYS with keys, the merged keys of
-// loadKeys, and ENCRYPTION_KEY with nothing (it is among them): both
-// binaries then open every photo any run has sealed.
-func withPhotoKeys(base config.Getenv, keys string) config.Getenv {
-	return func(name string) string {
-		switch name {
-		case "ENCRYPTION_KEYS":
-			return keys
-		case "ENCRYPTION_KEY":
-			return ""
-		}
-		return base(name)
-	}
 }
 
 // printBannerWhenReady prints the banner once the API and the worker answer

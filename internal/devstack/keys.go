@@ -112,6 +112,21 @@ func photoKeys(path, envKeys, envKey string) ([]crypto.Key, error) {
 	return ring, nil
 }
 
+// withPhotoKeys answers ENCRYPTION_KEYS with keys, the merged keys of
+// loadKeys, and ENCRYPTION_KEY with nothing (it is among them): both
+// binaries then open every photo any run has sealed.
+func withPhotoKeys(base config.Getenv, keys string) config.Getenv {
+	return func(name string) string {
+		switch name {
+		case "ENCRYPTION_KEYS":
+			return keys
+		case "ENCRYPTION_KEY":
+			return ""
+		}
+		return base(name)
+	}
+}
+
 // readKeyFile returns the keys kept at path; none when there is no file.
 func readKeyFile(path string) ([]crypto.Key, error) {
 	b, err := os.ReadFile(path)
