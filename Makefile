@@ -70,4 +70,7 @@ bench:
 
 ## clean: remove the dev stack's state (NATS store, PostgreSQL cluster, keys) and ./bin
 clean:
+	@# As root from a directory postgres cannot enter, .devstack/pg links to
+	@# the cluster under /var/lib/challenge-v3: remove what it points at too.
+	if [ -L .devstack/pg ]; then rm -rf "$$(readlink .devstack/pg)"; fi
 	rm -rf ./.devstack $(BIN)
