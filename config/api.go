@@ -30,10 +30,15 @@ type API struct {
 	// recently seen client's bucket is dropped.
 	MaxTrackedIPs int
 	// PhotoMaxInFlight bounds the photo uploads handled at once (each holds
-	// up to ~20 MB while it is read, decoded and published); past it the
-	// API sheds load with 503 instead of running out of memory. 0 means
-	// DefaultPhotoMaxInFlight.
+	// up to ~2.7x its image, ~14 MiB for 5 MiB, while it is read, decoded
+	// and published); past it the API sheds load with 503 instead of
+	// running out of memory. 0 means DefaultPhotoMaxInFlight.
 	PhotoMaxInFlight int
+	// ImageMaxInFlight bounds the photo images served at once by GET
+	// /telemetry/photo/{id}/image (each holds its ciphertext, then its
+	// plaintext until a possibly slow client has it); past it 503. 0 means
+	// DefaultImageMaxInFlight.
+	ImageMaxInFlight int
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []netip.Prefix
 
@@ -73,8 +78,11 @@ const (
 	// so 10 million is ~2.75 GB; a typo in a larger value would let a flood
 	// of source addresses take the host's memory.
 	maxTrackedIPs = 10_000_000
-	// DefaultPhotoMaxInFlight keeps photo uploads under ~1 GB of memory.
+	// DefaultPhotoMaxInFlight keeps photo uploads under ~650 MiB of live
+	// memory (BenchmarkPhotoUploadMemory in handlers).
 	DefaultPhotoMaxInFlight = 48
+	// DefaultImageMaxInFlight keeps image downloads under ~160 MiB.
+	DefaultImageMaxInFlight = 16
 	DefaultReadTimeout      = 60 * time.Second
 	DefaultPublishTimeout   = 3 * time.Second
 	DefaultRequestTimeout   = 10 * time.Second
@@ -98,6 +106,7 @@ func LoadAPI(getenv Getenv) (API, error) {
 		RateLimitBurst:   e.int("RATE_LIMIT_BURST", DefaultRateLimitBurst, 1, 1_000_000),
 		MaxTrackedIPs:    e.int("RATE_LIMIT_MAX_CLIENTS", DefaultMaxTrackedIPs, 1, maxTrackedIPs),
 		PhotoMaxInFlight: e.int("PHOTO_MAX_INFLIGHT", DefaultPhotoMaxInFlight, 1, 100_000),
+		ImageMaxInFlight: e.int("IMAGE_MAX_INFLIGHT", DefaultImageMaxInFlight, 1, 10_000),
 		TrustedProxies:   e.prefixes("TRUSTED_PROXIES"),
 		LogLevel:         e.logLevel(),
 		ReadTimeout:      e.duration("HTTP_READ_TIMEOUT", DefaultReadTimeout, time.Second),
@@ -178,6 +187,9 @@ func (c API) check(e *env) {
 	}
 	if c.PhotoMaxInFlight < 0 {
 		fail("PHOTO_MAX_INFLIGHT", "must be at least 1")
+	}
+	if c.ImageMaxInFlight < 0 {
+		fail("IMAGE_MAX_INFLIGHT", "must be at least 1")
 	}
 	if c.MaxTrackedIPs < 1 || c.MaxTrackedIPs > maxTrackedIPs {
 		fail("RATE_LIMIT_MAX_CLIENTS", "must be between 1 and %d (each tracked client costs ~275 bytes)", maxTrackedIPs)

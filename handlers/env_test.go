@@ -70,6 +70,13 @@ func newStack(t testing.TB, mutate func(*config.API)) *stack {
 // newStackWith is newStack with read backends (b's Publisher is set here).
 func newStackWith(t testing.TB, mutate func(*config.API), b Backends) *stack {
 	t.Helper()
+	return newStackWrapped(t, mutate, b, nil)
+}
+
+// newStackWrapped is newStackWith whose handlers publish through
+// wrap(the real publisher) when wrap is not nil.
+func newStackWrapped(t testing.TB, mutate func(*config.API), b Backends, wrap func(publisher) publisher) *stack {
+	t.Helper()
 	cfg := testConfig()
 	if mutate != nil {
 		mutate(&cfg)
@@ -90,6 +97,9 @@ func newStackWith(t testing.TB, mutate func(*config.API), b Backends) *stack {
 	reg := prometheus.NewRegistry()
 	logs := &testenv.LogBuffer{}
 	b.Publisher = pub
+	if wrap != nil {
+		b.Publisher = wrap(pub)
+	}
 	h, err := New(cfg, b, reg, slog.New(slog.NewJSONHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

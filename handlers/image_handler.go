@@ -29,6 +29,11 @@ type opener interface {
 type images struct {
 	store  imageStore
 	sealer opener // nil: no ENCRYPTION_KEYS, the route answers 503
+	// slots bounds the images in progress: each holds up to 5 MiB of
+	// ciphertext, then as much plaintext until the client has read it,
+	// and a client may read slowly. A full channel is a 503 before the
+	// database is asked.
+	slots chan struct{}
 }
 
 // imageETag is the photo's strong entity tag. A stored photo never changes,
@@ -64,6 +69,19 @@ func (h images) serve(w http.ResponseWriter, r *http.Request) {
 	tagged, anyTag := ifNoneMatch(r.Header.Values("If-None-Match"), etag)
 	if tagged {
 		notModified(w, etag)
+		return
+	}
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		w.Header().Set("Retry-After", strconv.Itoa(overloadRetryAfter))
+		writeProblem(w, r, Problem{
+			Type:   ProblemTypeBase + "too-many-downloads",
+			Title:  "Too many photo images being served",
+			Status: http.StatusServiceUnavailable,
+			Detail: "The server is sending " + strconv.Itoa(cap(h.slots)) + " photo images; retry after the number of seconds in Retry-After.",
+		})
 		return
 	}
 	img, err := h.store.PhotoImage(r.Context(), id)

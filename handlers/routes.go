@@ -52,18 +52,14 @@ func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	photoSlots := cfg.PhotoMaxInFlight
-	if photoSlots <= 0 {
-		photoSlots = config.DefaultPhotoMaxInFlight
-	}
 	ing := &ingest{pub: b.Publisher, lim: cfg.Limits, m: m, requestTimeout: cfg.RequestTimeout,
-		photoSlots: make(chan struct{}, photoSlots)}
+		photoSlots: make(chan struct{}, orDefault(cfg.PhotoMaxInFlight, config.DefaultPhotoMaxInFlight))}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc(RouteGyroscope, ing.gyroscope)
 	mux.HandleFunc(RouteGPS, ing.gps)
 	mux.HandleFunc(RoutePhoto, ing.photo)
-	readRoutes(mux, b)
+	readRoutes(mux, b, orDefault(cfg.ImageMaxInFlight, config.DefaultImageMaxInFlight))
 	docs, err := newDocs()
 	if err != nil {
 		return nil, err
@@ -100,8 +96,17 @@ func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger
 	), nil
 }
 
-// readRoutes registers the read API's routes (SPEC §8).
-func readRoutes(mux *http.ServeMux, b Backends) {
+// orDefault is n, or def when n is unset (0 in a hand-built config).
+func orDefault(n, def int) int {
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
+// readRoutes registers the read API's routes (SPEC §8); imageSlots bounds
+// the photo images served at once.
+func readRoutes(mux *http.ServeMux, b Backends, imageSlots int) {
 	routes := []string{RouteReadGyroscope, RouteReadGPS, RouteReadPhoto, RouteGyroscopeByID, RouteGPSByID,
 		RoutePhotoByID, RoutePhotoImage, RouteDevices, RouteDevice, RouteDeviceTrack, RouteStream}
 	if b.Reader == nil {
@@ -114,7 +119,7 @@ func readRoutes(mux *http.ServeMux, b Backends) {
 	gyro := readings[models.GyroscopeItem]{models.TypeGyroscope, rd.ListGyroscope, rd.Gyroscope}
 	gps := readings[models.GPSItem]{models.TypeGPS, rd.ListGPS, rd.GPS}
 	photos := readings[models.PhotoItem]{models.TypePhoto, rd.ListPhotos, rd.Photo}
-	img := images{store: rd, sealer: b.Sealer}
+	img := images{store: rd, sealer: b.Sealer, slots: make(chan struct{}, imageSlots)}
 	dev := devices{store: rd}
 	for route, h := range map[string]http.HandlerFunc{
 		RouteReadGyroscope: gyro.serveList,

@@ -2,8 +2,6 @@ package handlers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -172,7 +170,9 @@ func (h *ingest) accept(w http.ResponseWriter, r *http.Request, key string, now 
 	}
 	meta.MessageID = id
 	meta.ReceivedAt = now
-	data, err := models.Marshal(msg)
+	// A photo's image is not referenced after this: the collector may take
+	// it back while the publish waits for its acknowledgement.
+	data, err := encode(msg)
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -192,17 +192,6 @@ func (h *ingest) accept(w http.ResponseWriter, r *http.Request, key string, now 
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	writeJSON(w, http.StatusAccepted, Accepted{ID: id.String(), Status: "accepted"})
-}
-
-// fingerprint digests a message's content; MessageID and ReceivedAt must
-// still be zero.
-func fingerprint(msg message) (string, error) {
-	b, err := models.Marshal(msg)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:]), nil
 }
 
 // MaxIdempotencyKeyLen is the longest Idempotency-Key accepted.
