@@ -89,8 +89,8 @@ CREATE UNIQUE INDEX audit_log_message_action_key ON audit_log (message_id, actio
 -- one). Roles belong to the cluster, not the database, so it is created
 -- only if missing. A
 -- migrating user without CREATEROLE skips it with a notice; the operator
--- then creates the role (docs/operations.md) and grants apply on the next
--- migration.
+-- then creates the role and runs its grants by hand (docs/operations.md
+-- gives the SQL): this migration is recorded as applied and never re-runs.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'challenge_reader') THEN
