@@ -2,62 +2,30 @@ package worker
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 	"github.com/challenge-v3/challenge-v3/storage"
 )
 
 // runPhotos consumes the photo queue with PhotoConcurrency photos in flight
-// until ctx is done. On shutdown it stops pulling at once; photos being
-// processed finish within ShutdownTimeout (work), and photos still in the
-// client buffer are left unacknowledged for redelivery.
+// until ctx is done. Each slot fetches a photo only when it is free to start
+// on it (photoSlot). On shutdown the slots stop fetching at once, and photos
+// being processed finish within ShutdownTimeout (work).
 func (w *worker) runPhotos(ctx, work context.Context) error {
-	cons, err := w.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(models.TypePhoto))
-	if err != nil {
-		return fmt.Errorf("photo consumer: %w", err)
-	}
-	// A small buffer: each photo may be 8 MiB and its ack timer runs while
-	// it waits.
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.PhotoConcurrency))
-	if err != nil {
-		return fmt.Errorf("photo consumer: %w", err)
-	}
-	defer it.Stop()
-	stopPulling := context.AfterFunc(ctx, it.Stop)
-	defer stopPulling()
-
-	in := make(chan jetstream.Msg)
 	var wg sync.WaitGroup
 	for range w.cfg.PhotoConcurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for m := range in {
-				w.handlePhoto(ctx, work, m)
-			}
+			w.photoSlot(ctx, work)
 		}()
 	}
-	var readErr error
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				readErr = fmt.Errorf("photo consumer: %w", err)
-			}
-			break
-		}
-		in <- m
-	}
-	close(in)
 	wg.Wait()
-	return readErr
+	return nil
 }
 
 // handlePhoto validates, analyses, seals and stores one photo with its
@@ -67,9 +35,11 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 	start := time.Now()
 	sctx, cancel := settleContext(work)
 	defer cancel()
-	// The photo may have waited in the pull buffer while others were
-	// analysed; restart its ack timer so the whole AckWait is left for it and
-	// it is not redelivered to another worker mid-analysis.
+	// Its ack timer starts now, when processing does (photoSlot fetched it
+	// just now; this also covers a delivery that sat in the connection), and
+	// attempt restarts it while the analysis runs: a photo is never
+	// redelivered to another worker mid-analysis, where its face would be
+	// indexed twice.
 	_ = m.InProgress()
 	p, err := models.UnmarshalAs[models.Photo](m.Data(), w.cfg.Limits)
 	if err != nil {

@@ -1,6 +1,8 @@
 package worker_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +146,98 @@ func TestPhotoRecognitionOutcomes(t *testing.T) {
 	})
 	if n := e.orphans(); n != 0 {
 		t.Fatalf("%d orphans", n)
+	}
+}
+
+// A photo's ack timer must not run while it waits for the worker: with
+// Rekognition so slow that the queue of photos takes longer than AckWait,
+// each photo is still delivered once and its face indexed once. (A photo
+// that waited in a client buffer past AckWait was redelivered, and a second
+// worker, or slot, could index the same face again.)
+func TestSlowRecognitionDeliversEachPhotoOnce(t *testing.T) {
+	t.Parallel()
+	fake, client := emulatedRekognition(t)
+	// Two calls per new face: ~1.2 s per photo, 4.8 s for the queue.
+	const latency = 600 * time.Millisecond
+	fake.SetLatency(rekognitionfake.OpSearchFacesByImage, latency)
+	fake.SetLatency(rekognitionfake.OpIndexFaces, latency)
+	e := newTestEnv(t, func(c *config.Worker) {
+		c.RekognitionCollectionID = "fleet-faces"
+		c.PhotoConcurrency = 1
+		c.Topology.AckWait = 2 * time.Second
+		c.RecognitionTimeout = 950 * time.Millisecond // under AckWait/2, as configuration requires
+		c.Topology.MaxDeliver = 10
+	})
+	e.start(worker.Options{Rekognition: client})
+
+	img := readFixture(t, "grace_hopper.jpg")
+	const n = 4
+	for i := range n {
+		// Other bytes, another person to the emulator: each photo is a new
+		// face, to be indexed exactly once.
+		e.publish(models.TypePhoto, photoReading(append(slices.Clone(img), fmt.Sprintf("photo %d", i)...)))
+	}
+	start := time.Now()
+	e.waitFor(30*time.Second, "every photo stored", func() bool { return e.count(`SELECT count(*) FROM photo`) == n })
+	took := time.Since(start)
+	e.waitFor(5*time.Second, "queue drained", func() bool { return e.drained(models.TypePhoto) })
+
+	info := e.consumerInfo(models.TypePhoto)
+	t.Logf("%d photos in %s with AckWait %s: %d deliveries, %d redelivered, %d IndexFaces calls",
+		n, took.Round(time.Millisecond), e.cfg.Topology.AckWait, info.Delivered.Consumer, info.NumRedelivered, fake.Calls(rekognitionfake.OpIndexFaces))
+	if took <= e.cfg.Topology.AckWait {
+		t.Fatalf("the queue took %s, not longer than AckWait: the test proves nothing", took)
+	}
+	if info.Delivered.Consumer != n || info.NumRedelivered != 0 {
+		t.Errorf("%d deliveries (%d redelivered) for %d photos, want each delivered once", info.Delivered.Consumer, info.NumRedelivered, n)
+	}
+	if calls, faces := fake.Calls(rekognitionfake.OpIndexFaces), len(fake.Faces("fleet-faces")); calls != n || faces != n {
+		t.Errorf("IndexFaces called %d times, %d faces in the collection, want %d each", calls, faces, n)
+	}
+	if got := e.count(`SELECT count(DISTINCT face_id) FROM photo WHERE recognition_status = 'new_face'`); got != n {
+		t.Errorf("%d distinct new faces stored, want %d", got, n)
+	}
+	if got := e.metric(`worker_messages_total{outcome="duplicate",type="photo"}`); got != 0 {
+		t.Errorf("%v duplicate photo deliveries", got)
+	}
+}
+
+// The same when the worker's only photo slot is held for longer than
+// AckWait (a misconfiguration being fixed): the photos queued behind it are
+// not taken from the server until the slot is free, so none is redelivered.
+func TestPhotosQueuedBehindAHeldPhotoAreDeliveredOnce(t *testing.T) {
+	t.Parallel()
+	fake, client := emulatedRekognition(t)
+	e := newTestEnv(t, func(c *config.Worker) {
+		c.RekognitionCollectionID = "fleet-faces"
+		c.PhotoConcurrency = 1
+		c.Topology.AckWait = 2 * time.Second
+		c.RecognitionTimeout = 900 * time.Millisecond
+		c.Topology.MaxDeliver = 10
+	})
+	e.start(worker.Options{Rekognition: client})
+	fake.FailNext(rekognitionfake.OpSearchFacesByImage, -1, rekognitionfake.Fault{Code: "AccessDeniedException"})
+
+	img := readFixture(t, "grace_hopper.jpg")
+	const n = 3
+	for i := range n {
+		e.publish(models.TypePhoto, photoReading(append(slices.Clone(img), fmt.Sprintf("queued %d", i)...)))
+	}
+	e.waitFor(5*time.Second, "the first photo held", func() bool {
+		return e.metric(`worker_paused{type="photo"}`) == 1
+	})
+	time.Sleep(e.cfg.Topology.AckWait + time.Second)
+	fake.ClearFaults()
+	e.waitFor(15*time.Second, "every photo stored", func() bool { return e.count(`SELECT count(*) FROM photo`) == n })
+	e.waitFor(5*time.Second, "queue drained", func() bool { return e.drained(models.TypePhoto) })
+
+	info := e.consumerInfo(models.TypePhoto)
+	t.Logf("%d photos held %s behind one slot with AckWait %s: %d deliveries, %d redelivered, %d IndexFaces calls",
+		n, e.cfg.Topology.AckWait+time.Second, e.cfg.Topology.AckWait, info.Delivered.Consumer, info.NumRedelivered, fake.Calls(rekognitionfake.OpIndexFaces))
+	if info.Delivered.Consumer != n || info.NumRedelivered != 0 {
+		t.Errorf("%d deliveries (%d redelivered) for %d photos, want each delivered once", info.Delivered.Consumer, info.NumRedelivered, n)
+	}
+	if calls := fake.Calls(rekognitionfake.OpIndexFaces); calls != n {
+		t.Errorf("IndexFaces called %d times, want %d", calls, n)
 	}
 }

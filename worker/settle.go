@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -146,7 +148,8 @@ func (w *worker) auditDeadLetter(ctx context.Context, t models.Type, data []byte
 // back-off, until it succeeds, fails otherwise, or ctx (the soft stop) is
 // done. Each try runs under work (the hard stop, which outlives ctx by
 // ShutdownTimeout so that work under way when the worker stops can finish),
-// bounded by AckWait: work beyond it is redelivered elsewhere anyway.
+// bounded by AckWait, with the messages' ack timers restarted every third
+// of AckWait while it runs.
 func (w *worker) attempt(ctx, work context.Context, t models.Type, msgs []jetstream.Msg, fn func(context.Context) error) error {
 	var heldSince time.Time
 	defer func() {
@@ -155,9 +158,7 @@ func (w *worker) attempt(ctx, work context.Context, t models.Type, msgs []jetstr
 		}
 	}()
 	for try := uint64(1); ; try++ {
-		actx, cancel := context.WithTimeout(work, w.cfg.Topology.AckWait)
-		err := fn(actx)
-		cancel()
+		err := w.try(work, msgs, fn)
 		act, _ := decide(err, 1, w.cfg.Topology.MaxDeliver)
 		held := err != nil && act == hold
 		if !held || ctx.Err() != nil {
@@ -180,17 +181,22 @@ func (w *worker) attempt(ctx, work context.Context, t models.Type, msgs []jetstr
 	}
 }
 
+// try runs fn once under work, bounded by AckWait, keeping msgs alive.
+func (w *worker) try(work context.Context, msgs []jetstream.Msg, fn func(context.Context) error) error {
+	stop := w.keepAlive(msgs)
+	defer stop()
+	actx, cancel := context.WithTimeout(work, w.cfg.Topology.AckWait)
+	defer cancel()
+	return fn(actx)
+}
+
 // waitInProgress waits d, telling the server every third of AckWait that
 // msgs are still being worked on. It reports false when ctx ends first.
 func (w *worker) waitInProgress(ctx context.Context, msgs []jetstream.Msg, d time.Duration) bool {
 	every := w.cfg.Topology.AckWait / 3
 	deadline := time.Now().Add(d)
 	for {
-		for _, m := range msgs {
-			if err := m.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-				w.log.Debug("in-progress not sent", "err", err)
-			}
-		}
+		inProgress(msgs, w.log)
 		left := time.Until(deadline)
 		if left <= 0 {
 			return true
@@ -201,6 +207,40 @@ func (w *worker) waitInProgress(ctx context.Context, msgs []jetstream.Msg, d tim
 			t.Stop()
 			return false
 		case <-t.C:
+		}
+	}
+}
+
+// keepAlive tells the server every third of AckWait that msgs are still
+// being worked on, until the returned stop is called: a slow try (a slow
+// Rekognition answer, a long transaction) never lets a message be
+// redelivered to another worker while it is processed here.
+func (w *worker) keepAlive(msgs []jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(w.cfg.Topology.AckWait / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				inProgress(msgs, w.log)
+			}
+		}
+	}()
+	// After stop returns no InProgress can follow the message's ack.
+	return func() { close(done); wg.Wait() }
+}
+
+// inProgress restarts the ack timers of msgs.
+func inProgress(msgs []jetstream.Msg, log *slog.Logger) {
+	for _, m := range msgs {
+		if err := m.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			log.Debug("in-progress not sent", "err", err)
 		}
 	}
 }
