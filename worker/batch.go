@@ -2,15 +2,12 @@ package worker
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
-	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
@@ -50,38 +47,14 @@ func storedItems[T models.Reading, I any](insert func(context.Context, []T) ([]I
 // messages are collected into a batch that is written with insert when it
 // holds BatchSize messages or its first message has waited BatchLinger. On
 // shutdown it stops pulling, writes what it already holds (the open batch
-// and the client buffer), acknowledges it, and returns nil.
+// and the client buffer), acknowledges it, and returns nil. Subscription
+// failures and database outages are handled by feed, never returned.
 func runBatches[T models.Reading, P models.Message[T]](ctx, work context.Context, w *worker, insert insertBatch[T]) error {
 	typ := models.TypeOf[T]()
-	cons, err := w.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(typ))
-	if err != nil {
-		return fmt.Errorf("%s consumer: %w", typ, err)
-	}
+	in := make(chan jetstream.Msg)
 	// Two batches in the client buffer keep the next batch ready while one
 	// is being written.
-	it, err := cons.Messages(jetstream.PullMaxMessages(min(2*w.cfg.BatchSize, w.cfg.Topology.MaxAckPending)))
-	if err != nil {
-		return fmt.Errorf("%s consumer: %w", typ, err)
-	}
-	defer it.Stop()
-	stopPulling := context.AfterFunc(ctx, it.Drain)
-	defer stopPulling()
-
-	in := make(chan jetstream.Msg)
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(in)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					readErr <- err
-				}
-				return
-			}
-			in <- m
-		}
-	}()
+	go w.feed(ctx, typ, min(2*w.cfg.BatchSize, w.cfg.Topology.MaxAckPending), in)
 
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
@@ -99,12 +72,7 @@ func runBatches[T models.Reading, P models.Message[T]](ctx, work context.Context
 		case m, ok := <-in:
 			if !ok {
 				flush()
-				select {
-				case err := <-readErr:
-					return fmt.Errorf("%s consumer: %w", typ, err)
-				default:
-					return nil
-				}
+				return nil
 			}
 			batch = append(batch, received{msg: m, at: time.Now()})
 			if len(batch) == 1 {

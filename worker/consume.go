@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -13,18 +14,89 @@ import (
 
 const (
 	// resubscribeFirst and resubscribeMax shape the back-off between
-	// fetches of a consumer that keep failing.
+	// subscriptions of a consumer that keep failing.
 	resubscribeFirst = 250 * time.Millisecond
 	resubscribeMax   = 5 * time.Second
 	// photoPollWait is how long one photo fetch waits for a photo.
 	photoPollWait = 10 * time.Second
 )
 
+// feed hands the messages of consumer t to in, one at a time, until ctx (the
+// soft stop) is done; then it closes in. A subscription that fails (a missed
+// heartbeat, a consumer leader change, NATS unreachable) is drained and made
+// again with back-off, logged and counted: nothing a subscription can
+// report ends the worker.
+func (w *worker) feed(ctx context.Context, t models.Type, buffer int, in chan<- jetstream.Msg) {
+	defer close(in)
+	failures := 0
+	for ctx.Err() == nil {
+		began := time.Now()
+		err := w.subscribe(ctx, t, buffer, in)
+		if err == nil || ctx.Err() != nil {
+			continue
+		}
+		if time.Since(began) > resubscribeMax {
+			failures = 0 // it had been working: start the back-off again
+		}
+		failures++
+		delay := min(resubscribeFirst<<min(failures-1, 8), resubscribeMax)
+		w.metrics.restarts.WithLabelValues(string(t)).Inc()
+		w.log.Warn("consumer subscription failed; subscribing again", "type", t, "retry_in", delay, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+	}
+}
+
+// subscribe runs one subscription of consumer t, with up to buffer messages
+// pulled ahead, until ctx is done (nil) or the subscription fails (its
+// error). Either way it drains the subscription first: what it buffered is
+// handed to in, never dropped.
+func (w *worker) subscribe(ctx context.Context, t models.Type, buffer int, in chan<- jetstream.Msg) error {
+	cons, err := w.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(t))
+	if err != nil {
+		return err
+	}
+	opts := []jetstream.PullMessagesOpt{jetstream.PullMaxMessages(buffer)}
+	if w.pullExpiry > 0 {
+		opts = append(opts, jetstream.PullExpiry(w.pullExpiry))
+	}
+	it, err := cons.Messages(opts...)
+	if err != nil {
+		return err
+	}
+	defer it.Stop()
+	stopDraining := context.AfterFunc(ctx, it.Drain)
+	defer stopDraining()
+
+	var failed error
+	for {
+		m, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return cmp.Or(failed, err) // closed by a failure, or by NATS
+		}
+		if err != nil {
+			// ErrNoHeartbeat and the like: take what the subscription holds,
+			// then make a new one.
+			if failed == nil {
+				failed = err
+				it.Drain()
+			}
+			continue
+		}
+		in <- m
+	}
+}
+
 // photoSlot processes photos one at a time until ctx (the soft stop) is done,
 // fetching each only when it can start on it: a photo never waits in a
 // client buffer while its ack timer runs (it would be redelivered to another
-// worker and analysed twice). A fetch that fails is retried with back-off
-// and logged.
+// worker and analysed twice). A fetch that fails is retried with back-off,
+// logged and counted.
 func (w *worker) photoSlot(ctx, work context.Context) {
 	const t = models.TypePhoto
 	var cons jetstream.Consumer
@@ -38,6 +110,7 @@ func (w *worker) photoSlot(ctx, work context.Context) {
 			cons = nil
 			failures++
 			delay := min(resubscribeFirst<<min(failures-1, 8), resubscribeMax)
+			w.metrics.restarts.WithLabelValues(string(t)).Inc()
 			w.log.Warn("consumer fetch failed; fetching again", "type", t, "retry_in", delay, "err", err)
 			select {
 			case <-ctx.Done():

@@ -25,6 +25,7 @@ type consumerMetrics struct {
 	pending    *prometheus.GaugeVec     // worker_consumer_pending_messages{type}
 	ackPending *prometheus.GaugeVec     // worker_consumer_ack_pending_messages{type}
 	paused     *prometheus.GaugeVec     // worker_paused{type}
+	restarts   *prometheus.CounterVec   // worker_consumer_restarts_total{type}
 	dlq        prometheus.Gauge         // worker_dlq_messages
 }
 
@@ -56,12 +57,16 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 			Name: "worker_paused",
 			Help: "Messages held in place because a dependency is misconfigured (e.g. Rekognition access denied); alert when > 0.",
 		}, []string{"type"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_consumer_restarts_total",
+			Help: "Consumer subscriptions re-created after a transient error (missed heartbeats, NATS unreachable, consumer leader change).",
+		}, []string{"type"}),
 		dlq: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "worker_dlq_messages",
 			Help: "Messages currently in the TELEMETRY_DLQ stream (polled); alert when it grows.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.messages, m.latency, m.batchSize, m.pending, m.ackPending, m.paused, m.dlq} {
+	for _, c := range []prometheus.Collector{m.messages, m.latency, m.batchSize, m.pending, m.ackPending, m.paused, m.restarts, m.dlq} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register worker metrics: %w", err)
 		}
@@ -74,6 +79,7 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 		m.pending.WithLabelValues(string(t))
 		m.ackPending.WithLabelValues(string(t))
 		m.paused.WithLabelValues(string(t))
+		m.restarts.WithLabelValues(string(t))
 	}
 	return m, nil
 }

@@ -55,6 +55,10 @@ type Options struct {
 	// configured (e.g. one with a test's short retry back-off); nil builds
 	// one from cfg and the standard AWS configuration.
 	Rekognition *services.RekognitionClient
+	// PullExpiry is the expiry of the GPS and gyroscope pull requests, whose
+	// heartbeats come every half of it (at least 1 s); 0 keeps the client's
+	// 30 s. Tests shorten it to miss heartbeats quickly.
+	PullExpiry time.Duration
 }
 
 // lagPollInterval is how often consumer lag and the DLQ size are read.
@@ -72,6 +76,8 @@ type worker struct {
 	metrics  *consumerMetrics
 	// announcer publishes each stored reading for the read API's live stream.
 	announcer *announcer
+	// pullExpiry is Options.PullExpiry.
+	pullExpiry time.Duration
 }
 
 // Run runs the worker until ctx is cancelled, then shuts down gracefully:
@@ -94,7 +100,7 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	}
 	log.Info("worker starting", "config", cfg)
 	reg := metrics.NewRegistry()
-	w := &worker{cfg: cfg, log: log, sealer: sealer}
+	w := &worker{cfg: cfg, log: log, sealer: sealer, pullExpiry: opts.PullExpiry}
 	if w.metrics, err = newConsumerMetrics(reg); err != nil {
 		return err
 	}
