@@ -12,6 +12,7 @@ package storage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
@@ -79,6 +80,14 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close waits for connections in use to be released and closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
+// ErrUnreachable marks (errors.Is) an Unavailable error that came from the
+// connection to PostgreSQL rather than from a statement: a refused or
+// failed connect, a connection broken mid-statement, the server shutting
+// down or not yet accepting connections. Every query would fail the same
+// way, so the worker confirms it with a ping and pauses instead of blaming
+// the message. A lock or statement time-out is Unavailable without it.
+var ErrUnreachable = errors.New("database unreachable")
+
 // translate maps a pgx error to the kind the caller acts on.
 func translate(op string, err error) error {
 	if err == nil {
@@ -86,18 +95,21 @@ func translate(op string, err error) error {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		if connectionLost(pgErr.Code) {
+			return ierr.E(ierr.Unavailable, op, fmt.Errorf("%w: %w", ErrUnreachable, err))
+		}
 		return ierr.E(pgKind(pgErr.Code), op, err)
 	}
 	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		pgconn.Timeout(err), pgconn.SafeToRetry(err),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err):
 		return ierr.E(ierr.Unavailable, op, err)
+	case pgconn.SafeToRetry(err), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return ierr.E(ierr.Unavailable, op, fmt.Errorf("%w: %w", ErrUnreachable, err))
 	}
 	var connErr *pgconn.ConnectError
 	var netErr net.Error
 	if errors.As(err, &connErr) || errors.As(err, &netErr) {
-		return ierr.E(ierr.Unavailable, op, err)
+		return ierr.E(ierr.Unavailable, op, fmt.Errorf("%w: %w", ErrUnreachable, err))
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return ierr.E(ierr.NotFound, op, err)
@@ -105,6 +117,19 @@ func translate(op string, err error) error {
 	// A closed pool, a broken connection or an encoding bug: retrying later
 	// is the safe default; the worker dead-letters after MaxDeliver.
 	return ierr.E(ierr.Unavailable, op, err)
+}
+
+// connectionLost reports whether a SQLSTATE means the session, not the
+// statement, failed: the server is shutting down, starting up or lost the
+// connection.
+func connectionLost(code string) bool {
+	switch code {
+	case "57P01", // admin_shutdown (a fast shutdown ends every session)
+		"57P02", // crash_shutdown
+		"57P03": // cannot_connect_now (starting up, in recovery)
+		return true
+	}
+	return strings.HasPrefix(code, "08") // connection exception
 }
 
 // pgKind classifies a SQLSTATE (https://www.postgresql.org/docs/current/errcodes-appendix.html).

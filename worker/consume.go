@@ -25,13 +25,29 @@ const (
 // soft stop) is done; then it closes in. A subscription that fails (a missed
 // heartbeat, a consumer leader change, NATS unreachable) is drained and made
 // again with back-off, logged and counted: nothing a subscription can
-// report ends the worker.
+// report ends the worker. While the database is down (outage) it fetches
+// nothing, and keeps the messages the last subscription had buffered alive
+// with InProgress until they can be handed over.
 func (w *worker) feed(ctx context.Context, t models.Type, buffer int, in chan<- jetstream.Msg) {
 	defer close(in)
+	var held []jetstream.Msg
 	failures := 0
-	for ctx.Err() == nil {
+	for {
+		for {
+			if !w.holdWhileDown(ctx, held) {
+				// Stopping during an outage: held messages are left for
+				// redelivery after AckWait.
+				return
+			}
+			if held = w.handOver(held, in); len(held) == 0 {
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
 		began := time.Now()
-		err := w.subscribe(ctx, t, buffer, in)
+		err := w.subscribe(ctx, t, buffer, in, &held)
 		if err == nil || ctx.Err() != nil {
 			continue
 		}
@@ -49,11 +65,31 @@ func (w *worker) feed(ctx context.Context, t models.Type, buffer int, in chan<- 
 	}
 }
 
+// handOver gives held to in, and returns what it could not give because the
+// database went down meanwhile.
+func (w *worker) handOver(held []jetstream.Msg, in chan<- jetstream.Msg) []jetstream.Msg {
+	_, changed := w.outage.state()
+	for len(held) > 0 {
+		select {
+		case in <- held[0]:
+			held = held[1:]
+		case <-changed:
+			return held
+		}
+	}
+	return nil
+}
+
 // subscribe runs one subscription of consumer t, with up to buffer messages
-// pulled ahead, until ctx is done (nil) or the subscription fails (its
-// error). Either way it drains the subscription first: what it buffered is
-// handed to in, never dropped.
-func (w *worker) subscribe(ctx context.Context, t models.Type, buffer int, in chan<- jetstream.Msg) error {
+// pulled ahead, until ctx is done or the database goes down (nil), or the
+// subscription fails (its error). In each case it drains the subscription
+// first: what it buffered is handed to in, or appended to held while the
+// database is down, never dropped.
+func (w *worker) subscribe(ctx context.Context, t models.Type, buffer int, in chan<- jetstream.Msg, held *[]jetstream.Msg) error {
+	down, changed := w.outage.state()
+	if down {
+		return nil
+	}
 	cons, err := w.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(t))
 	if err != nil {
 		return err
@@ -67,17 +103,30 @@ func (w *worker) subscribe(ctx context.Context, t models.Type, buffer int, in ch
 		return err
 	}
 	defer it.Stop()
-	stopDraining := context.AfterFunc(ctx, it.Drain)
-	defer stopDraining()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-changed:
+		case <-done:
+			return
+		}
+		it.Drain()
+	}()
 
 	var failed error
 	for {
 		m, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			if ctx.Err() != nil {
+			select {
+			case <-ctx.Done():
 				return nil
+			case <-changed:
+				return nil
+			default: // closed by a failure, or by NATS
+				return cmp.Or(failed, err)
 			}
-			return cmp.Or(failed, err) // closed by a failure, or by NATS
 		}
 		if err != nil {
 			// ErrNoHeartbeat and the like: take what the subscription holds,
@@ -88,7 +137,15 @@ func (w *worker) subscribe(ctx context.Context, t models.Type, buffer int, in ch
 			}
 			continue
 		}
-		in <- m
+		if down, _ := w.outage.state(); down {
+			*held = append(*held, m)
+			continue
+		}
+		select {
+		case in <- m:
+		case <-changed: // the database went down while the batch loop was busy
+			*held = append(*held, m)
+		}
 	}
 }
 
@@ -96,12 +153,15 @@ func (w *worker) subscribe(ctx context.Context, t models.Type, buffer int, in ch
 // fetching each only when it can start on it: a photo never waits in a
 // client buffer while its ack timer runs (it would be redelivered to another
 // worker and analysed twice). A fetch that fails is retried with back-off,
-// logged and counted.
+// logged and counted; nothing is fetched while the database is down.
 func (w *worker) photoSlot(ctx, work context.Context) {
 	const t = models.TypePhoto
 	var cons jetstream.Consumer
 	failures := 0
-	for ctx.Err() == nil {
+	for {
+		if !w.holdWhileDown(ctx, nil) || ctx.Err() != nil {
+			return
+		}
 		m, err := w.fetchOne(ctx, t, &cons)
 		if err != nil {
 			if ctx.Err() != nil {

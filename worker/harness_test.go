@@ -86,7 +86,7 @@ func newTestEnv(t *testing.T, configure ...func(*config.Worker)) *testEnv {
 	if err := messaging.EnsureTopology(ctx, e.js, cfg.Topology); err != nil {
 		t.Fatal(err)
 	}
-	if e.db, err = pgxpool.New(ctx, dsn); err != nil {
+	if e.db, err = pgxpool.New(ctx, cfg.DatabaseURL); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.db.Close)

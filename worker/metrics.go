@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -16,6 +17,12 @@ const (
 	outcomeRetried      = "retried"
 )
 
+// Reason label values of worker_paused.
+const (
+	pauseDatabase      = "database"      // PostgreSQL unreachable: every type pauses (outage)
+	pauseMisconfigured = "misconfigured" // e.g. Rekognition access denied: the type's messages are held (attempt)
+)
+
 // consumerMetrics are the worker's own series, registered on the registry
 // Run creates (metrics.NewRegistry, which holds the Go and process ones).
 type consumerMetrics struct {
@@ -24,9 +31,12 @@ type consumerMetrics struct {
 	batchSize  *prometheus.HistogramVec // worker_batch_size{type}
 	pending    *prometheus.GaugeVec     // worker_consumer_pending_messages{type}
 	ackPending *prometheus.GaugeVec     // worker_consumer_ack_pending_messages{type}
-	paused     *prometheus.GaugeVec     // worker_paused{type}
+	paused     *prometheus.GaugeVec     // worker_paused{type,reason}
 	restarts   *prometheus.CounterVec   // worker_consumer_restarts_total{type}
 	dlq        prometheus.Gauge         // worker_dlq_messages
+
+	mu   sync.Mutex
+	held map[models.Type]int // attempts holding messages of a type for a misconfiguration
 }
 
 func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
@@ -55,8 +65,8 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 		}, []string{"type"}),
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "worker_paused",
-			Help: "Messages held in place because a dependency is misconfigured (e.g. Rekognition access denied); alert when > 0.",
-		}, []string{"type"}),
+			Help: "1 while processing of a type is paused, by reason: database (PostgreSQL unreachable; nothing fetched, messages held) or misconfigured (e.g. Rekognition access denied; messages held and retried); alert when > 0.",
+		}, []string{"type", "reason"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_consumer_restarts_total",
 			Help: "Consumer subscriptions re-created after a transient error (missed heartbeats, NATS unreachable, consumer leader change).",
@@ -66,6 +76,7 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 			Help: "Messages currently in the TELEMETRY_DLQ stream (polled); alert when it grows.",
 		}),
 	}
+	m.held = map[models.Type]int{}
 	for _, c := range []prometheus.Collector{m.messages, m.latency, m.batchSize, m.pending, m.ackPending, m.paused, m.restarts, m.dlq} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register worker metrics: %w", err)
@@ -78,10 +89,24 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 		m.latency.WithLabelValues(string(t))
 		m.pending.WithLabelValues(string(t))
 		m.ackPending.WithLabelValues(string(t))
-		m.paused.WithLabelValues(string(t))
+		m.paused.WithLabelValues(string(t), pauseDatabase)
+		m.paused.WithLabelValues(string(t), pauseMisconfigured)
 		m.restarts.WithLabelValues(string(t))
 	}
 	return m, nil
+}
+
+// holding counts an attempt that starts (+1) or stops (-1) holding messages
+// of type t for a misconfiguration; worker_paused shows 1 while any does.
+func (m *consumerMetrics) holding(t models.Type, delta int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.held[t] += delta
+	v := 0.0
+	if m.held[t] > 0 {
+		v = 1
+	}
+	m.paused.WithLabelValues(string(t), pauseMisconfigured).Set(v)
 }
 
 func (m *consumerMetrics) count(t models.Type, outcome string, n int) {

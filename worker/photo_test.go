@@ -120,7 +120,7 @@ func TestPhotoRecognitionOutcomes(t *testing.T) {
 		dlqBefore := len(e.deadLetters())
 		p := photoReading(readFixture(t, "chelsea.png"))
 		e.publish(models.TypePhoto, p)
-		e.waitFor(5*time.Second, "paused gauge", func() bool { return e.metric(`worker_paused{type="photo"}`) == 1 })
+		e.waitFor(5*time.Second, "paused gauge", func() bool { return e.metric(`worker_paused{reason="misconfigured",type="photo"}`) == 1 })
 		// Longer than AckWait: InProgress must keep the message from being
 		// redelivered while it is held.
 		time.Sleep(4500 * time.Millisecond)
@@ -137,7 +137,7 @@ func TestPhotoRecognitionOutcomes(t *testing.T) {
 			return e.count(`SELECT count(*) FROM photo WHERE message_id = $1`, p.MessageID) == 1
 		})
 		e.waitFor(5*time.Second, "queue drained", func() bool { return e.drained(models.TypePhoto) })
-		if g := e.metric(`worker_paused{type="photo"}`); g != 0 {
+		if g := e.metric(`worker_paused{reason="misconfigured",type="photo"}`); g != 0 {
 			t.Fatalf("paused gauge %v after recovery", g)
 		}
 		if !strings.Contains(e.logs.String(), "processing paused") || !strings.Contains(e.logs.String(), "processing resumed") {
@@ -224,7 +224,7 @@ func TestPhotosQueuedBehindAHeldPhotoAreDeliveredOnce(t *testing.T) {
 		e.publish(models.TypePhoto, photoReading(append(slices.Clone(img), fmt.Sprintf("queued %d", i)...)))
 	}
 	e.waitFor(5*time.Second, "the first photo held", func() bool {
-		return e.metric(`worker_paused{type="photo"}`) == 1
+		return e.metric(`worker_paused{reason="misconfigured",type="photo"}`) == 1
 	})
 	time.Sleep(e.cfg.Topology.AckWait + time.Second)
 	fake.ClearFaults()

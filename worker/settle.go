@@ -29,6 +29,10 @@ const (
 	// hold: keep the message, extend its ack deadline and retry in place;
 	// deliveries are not burned while the deployment is being fixed.
 	hold
+	// pause: the database is down (outage); keep the message alive until it
+	// is back and retry in place. At shutdown: no answer at all, the message
+	// is redelivered after AckWait.
+	pause
 )
 
 // decide maps a failure to an action: the one place where error kinds
@@ -40,6 +44,8 @@ const (
 //     not migrated, permission denied): no message can succeed until an
 //     operator acts, and blaming the messages would dead-letter the whole
 //     fleet → hold.
+//   - The database is down (errOutage, see outage): not the message's
+//     fault, and every message would fail alike → pause.
 //   - Unavailable, and anything else (Internal): transient as far as we can
 //     tell → retry with back-off, and dead-letter once MaxDeliver deliveries
 //     are used up (the server would stop delivering it anyway).
@@ -49,6 +55,9 @@ func decide(err error, delivered uint64, maxDeliver int) (action, string) {
 		return deadLetter, err.Error()
 	case ierr.Misconfigured:
 		return hold, ""
+	}
+	if errors.Is(err, errOutage) {
+		return pause, ""
 	}
 	if delivered >= uint64(maxDeliver) {
 		return deadLetter, fmt.Sprintf("exhausted %d deliveries: %v", delivered, err)
@@ -64,15 +73,19 @@ func backoff(schedule []time.Duration, n uint64) time.Duration {
 
 // settle answers a message whose processing failed with cause, and reports
 // the retry delay when the message will come back (0 when it was
-// dead-lettered, which deadLetter logs). A hold that reaches settle (the
-// worker is stopping) is retried with a delay.
+// dead-lettered, which deadLetter logs, or left unanswered). A hold that
+// reaches settle (the worker is stopping) is retried with a delay; a pause
+// (stopping during a database outage) is not answered at all.
 func (w *worker) settle(ctx context.Context, t models.Type, msg jetstream.Msg, cause error) time.Duration {
 	delivered := uint64(1)
 	if md, err := msg.Metadata(); err == nil {
 		delivered = md.NumDelivered
 	}
 	act, reason := decide(cause, delivered, w.cfg.Topology.MaxDeliver)
-	if act == deadLetter && w.deadLetter(ctx, t, msg, delivered, reason) {
+	switch {
+	case act == deadLetter && w.deadLetter(ctx, t, msg, delivered, reason):
+		return 0
+	case act == pause:
 		return 0
 	}
 	return w.nak(t, msg, delivered)
@@ -143,10 +156,12 @@ func (w *worker) auditDeadLetter(ctx context.Context, t models.Type, data []byte
 	}
 }
 
-// attempt runs fn, and while it fails with a Misconfigured error holds msgs
-// (extending their ack deadline with InProgress) and retries it with
-// back-off, until it succeeds, fails otherwise, or ctx (the soft stop) is
-// done. Each try runs under work (the hard stop, which outlives ctx by
+// attempt runs fn until it succeeds or fails for a reason of the message's
+// own, and returns that outcome; the retries in between spend no delivery.
+// While fn fails with a Misconfigured error it holds msgs (InProgress) and
+// retries with back-off; while the database is down (outage) it holds them
+// until the database answers again. Either wait ends with ctx (the soft
+// stop). Each try runs under work (the hard stop, which outlives ctx by
 // ShutdownTimeout so that work under way when the worker stops can finish),
 // bounded by AckWait, with the messages' ack timers restarted every third
 // of AckWait while it runs.
@@ -154,22 +169,33 @@ func (w *worker) attempt(ctx, work context.Context, t models.Type, msgs []jetstr
 	var heldSince time.Time
 	defer func() {
 		if !heldSince.IsZero() {
-			w.metrics.paused.WithLabelValues(string(t)).Sub(float64(len(msgs)))
+			w.metrics.holding(t, -1)
 		}
 	}()
 	for try := uint64(1); ; try++ {
-		err := w.try(work, msgs, fn)
+		if down, _ := w.outage.state(); down && ctx.Err() != nil {
+			// Stopping during an outage: trying would only wait for a dead
+			// database; the messages are left for redelivery.
+			return errOutage
+		}
+		err := w.outage.observe(ctx, w.try(work, msgs, fn))
 		act, _ := decide(err, 1, w.cfg.Topology.MaxDeliver)
-		held := err != nil && act == hold
-		if !held || ctx.Err() != nil {
-			if !heldSince.IsZero() && !held {
+		if err == nil || (act != hold && act != pause) || ctx.Err() != nil {
+			if !heldSince.IsZero() && act != hold {
 				w.log.Info("processing resumed", "type", t, "held_for", time.Since(heldSince).Round(time.Millisecond))
 			}
 			return err
 		}
+		if act == pause {
+			// The outage logs and shows the pause once for the whole worker.
+			if !w.holdWhileDown(ctx, msgs) {
+				return err
+			}
+			continue
+		}
 		if heldSince.IsZero() {
 			heldSince = time.Now()
-			w.metrics.paused.WithLabelValues(string(t)).Add(float64(len(msgs)))
+			w.metrics.holding(t, 1)
 			w.log.Error("processing paused: a dependency is misconfigured; messages are held and retried, not dead-lettered",
 				"type", t, "messages", len(msgs), "err", err)
 		} else {

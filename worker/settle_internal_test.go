@@ -2,6 +2,7 @@ package worker
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +22,11 @@ func TestDecide(t *testing.T) {
 		{"invalid message", ierr.Errorf(ierr.Invalid, "models.Unmarshal", "bad json"), 1, deadLetter, "bad json"},
 		{"too large", ierr.E(ierr.TooLarge, "x", nil), 1, deadLetter, "too_large"},
 		{"unsupported image", ierr.E(ierr.Unsupported, "x", nil), 1, deadLetter, "unsupported"},
-		{"database down", ierr.Errorf(ierr.Unavailable, "storage", "conn refused"), 1, retry, ""},
-		{"database down, last delivery", ierr.Errorf(ierr.Unavailable, "storage", "conn refused"), 5, deadLetter, "exhausted 5 deliveries: storage: unavailable: conn refused"},
+		{"transient", ierr.Errorf(ierr.Unavailable, "storage", "lock timeout"), 1, retry, ""},
+		{"transient, last delivery", ierr.Errorf(ierr.Unavailable, "storage", "lock timeout"), 5, deadLetter, "exhausted 5 deliveries: storage: unavailable: lock timeout"},
+		{"database down", fmt.Errorf("%w: %w", errOutage, ierr.Errorf(ierr.Unavailable, "storage", "conn refused")), 1, pause, ""},
+		{"database down, past the last delivery", fmt.Errorf("%w: %w", errOutage, ierr.Errorf(ierr.Unavailable, "storage", "conn refused")), 9, pause, ""},
+		{"stopping during an outage", errOutage, 5, pause, ""},
 		{"unexpected error", errors.New("boom"), 4, retry, ""},
 		{"unexpected error, last delivery", errors.New("boom"), 5, deadLetter, "exhausted 5 deliveries: boom"},
 		{"misconfigured", ierr.Errorf(ierr.Misconfigured, "services", "access denied"), 1, hold, ""},

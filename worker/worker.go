@@ -76,6 +76,8 @@ type worker struct {
 	metrics  *consumerMetrics
 	// announcer publishes each stored reading for the read API's live stream.
 	announcer *announcer
+	// outage pauses the consumers while the database is down.
+	outage *outage
 	// pullExpiry is Options.PullExpiry.
 	pullExpiry time.Duration
 }
@@ -140,6 +142,7 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	if err := storage.Migrate(ctx, w.store.Pool()); err != nil {
 		return err
 	}
+	w.outage = newOutage(w.store.Ping, w.metrics, log)
 
 	if svc != nil && svc.Enabled() {
 		// Fail fast: a worker that cannot reach its collection at start-up
