@@ -55,9 +55,14 @@ func (e *env) topology() messaging.TopologyConfig {
 		MaxAge:          e.duration("STREAM_MAX_AGE", d.MaxAge, time.Minute),
 		DuplicateWindow: e.duration("STREAM_DUPLICATE_WINDOW", d.DuplicateWindow, 2*time.Minute),
 		DLQMaxAge:       e.duration("DLQ_MAX_AGE", d.DLQMaxAge, time.Minute),
+		DLQMaxBytes:     e.bytes("DLQ_MAX_BYTES", d.DLQMaxBytes),
 		AckWait:         e.duration("CONSUMER_ACK_WAIT", d.AckWait, time.Second),
 		MaxDeliver:      e.int("CONSUMER_MAX_DELIVER", d.MaxDeliver, 2, 1000),
 		MaxAckPending:   e.int("CONSUMER_MAX_ACK_PENDING", d.MaxAckPending, 1, 100000),
+	}
+	if t.DLQMaxBytes < messaging.MinDLQMaxBytes {
+		e.fail("DLQ_MAX_BYTES", "must be at least %dMiB (two of the largest messages)", messaging.MinDLQMaxBytes>>20)
+		t.DLQMaxBytes = d.DLQMaxBytes
 	}
 	if err := t.Validate(); err != nil {
 		e.fail("STREAM_*/CONSUMER_*", "%v", err)

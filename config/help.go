@@ -95,6 +95,7 @@ var vars = []struct {
 	{forWorker, Var{Name: "BATCH_SIZE", Default: "500", Meaning: "GPS/gyroscope messages per transaction"}},
 	{forWorker, Var{Name: "BATCH_LINGER", Default: "50ms", Meaning: "longest a batch waits to fill"}},
 	{forWorker, Var{Name: "PHOTO_CONCURRENCY", Default: "4", Meaning: "photos analysed and stored at once"}},
+	{forWorker, Var{Name: "DLQ_SWEEP_INTERVAL", Default: "1m", Meaning: "how often TELEMETRY is swept for exhausted messages whose advisory was lost"}},
 	{forWorker, Var{Name: "RETRY_BACKOFF", Default: "1s,5s,15s,30s,1m,2m,5m", Meaning: "NakWithDelay schedule of transient failures, by delivery"}},
 
 	{forBoth, Var{Name: "MAX_FUTURE_SKEW", Default: "5m", Meaning: "how far in the future a reading's timestamp may be (equal in api and worker)"}},
@@ -103,6 +104,7 @@ var vars = []struct {
 	{forBoth, Var{Name: "STREAM_MAX_AGE", Default: "168h", Meaning: "oldest unconsumed reading kept"}},
 	{forBoth, Var{Name: "STREAM_DUPLICATE_WINDOW", Default: "2m", Meaning: "Nats-Msg-Id / Idempotency-Key dedupe window (≥ 2m)"}},
 	{forBoth, Var{Name: "DLQ_MAX_AGE", Default: "720h", Meaning: "how long dead letters are kept"}},
+	{forBoth, Var{Name: "DLQ_MAX_BYTES", Default: "1GiB", Meaning: "bound of TELEMETRY_DLQ (≥ 16MiB); the oldest dead letters are discarded, counted in worker_dlq_discarded_total"}},
 	{forBoth, Var{Name: "CONSUMER_ACK_WAIT", Default: "30s", Meaning: "redelivery of an unacknowledged message"}},
 	{forBoth, Var{Name: "CONSUMER_MAX_DELIVER", Default: "10", Meaning: "deliveries before a failing message is dead-lettered"}},
 	{forBoth, Var{Name: "CONSUMER_MAX_ACK_PENDING", Default: "1000", Meaning: "unacknowledged messages in flight per consumer"}},

@@ -54,6 +54,10 @@ type Worker struct {
 	// RetryBackoff is the NakWithDelay schedule of transient failures,
 	// indexed by delivery count (the last entry repeats).
 	RetryBackoff []time.Duration
+	// DLQSweepInterval is how often TELEMETRY is swept for messages whose
+	// deliveries ran out and whose advisory was lost
+	// (messaging.DLQ.RunSweeps); 0 is messaging.DefaultSweepInterval.
+	DLQSweepInterval time.Duration
 
 	Limits          models.Limits
 	Topology        messaging.TopologyConfig
@@ -102,6 +106,7 @@ func LoadWorker(getenv Getenv) (Worker, error) {
 		BatchLinger:             e.duration("BATCH_LINGER", DefaultBatchLinger, time.Millisecond),
 		PhotoConcurrency:        e.int("PHOTO_CONCURRENCY", DefaultPhotoConcurrency, 1, maxPhotoConcurrency),
 		RetryBackoff:            e.durations("RETRY_BACKOFF", defaultRetryBackoff, maxRetryBackoffEntries),
+		DLQSweepInterval:        e.duration("DLQ_SWEEP_INTERVAL", messaging.DefaultSweepInterval, time.Second),
 		Limits:                  lim,
 		Topology:                e.topology(),
 		LogLevel:                e.logLevel(),
@@ -192,6 +197,9 @@ func (c Worker) check() []error {
 			fail("RETRY_BACKOFF", "delays must be positive")
 			break
 		}
+	}
+	if c.DLQSweepInterval < 0 {
+		fail("DLQ_SWEEP_INTERVAL", "must not be negative")
 	}
 	if c.ShutdownTimeout <= 0 {
 		fail("SHUTDOWN_TIMEOUT", "must be positive")

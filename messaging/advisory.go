@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,13 +17,17 @@ import (
 
 // maxDeliveriesSubject is where the server announces a message of a
 // TELEMETRY consumer that reached MaxDeliver without being acknowledged or
-// terminated.
+// terminated. Stream TELEMETRY_EXHAUSTED keeps these announcements.
 const maxDeliveriesSubject = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamName + ".*"
 
-// advisoryQueue makes each advisory go to one worker of a fleet.
-const advisoryQueue = "telemetry-worker-advisories"
-
-const advisoryTimeout = 5 * time.Second
+const (
+	advisoryTimeout = 5 * time.Second
+	// advisoryRetryStep and advisoryRetryMax space the attempts at an
+	// advisory whose message could not be dead-lettered (NATS or the DLQ
+	// unreachable): 2s, 4s, 6s, … up to a minute.
+	advisoryRetryStep = 2 * time.Second
+	advisoryRetryMax  = time.Minute
+)
 
 // maxDeliveriesAdvisory is the part of the server's
 // io.nats.jetstream.advisory.v1.max_deliver event used here.
@@ -35,7 +38,8 @@ type maxDeliveriesAdvisory struct {
 	Deliveries uint64 `json:"deliveries"`
 }
 
-// Exhausted describes a message that WatchMaxDeliveries dead-lettered.
+// Exhausted describes a message whose deliveries ran out, dead-lettered by
+// WatchExhausted or Sweep.
 type Exhausted struct {
 	Type       models.Type
 	Subject    string
@@ -45,39 +49,62 @@ type Exhausted struct {
 	Data       []byte
 }
 
-// WatchMaxDeliveries catches the messages whose deliveries ran out with no
+// WatchExhausted catches the messages whose deliveries ran out with no
 // answer from a worker (a worker crashed or stalled past AckWait every
 // time): the server then stops delivering them but, with work-queue
-// retention, keeps them in TELEMETRY for ever. On each MAX_DELIVERIES
-// advisory it copies the message, read by its stream sequence, to
-// TELEMETRY_DLQ with the same headers DeadLetter writes, deletes it from
-// TELEMETRY, and calls onDeadLetter (which must not block for long).
+// retention, keeps them in TELEMETRY (a single server keeps them for ever; a
+// cluster's periodic interest check deletes them within minutes, which is
+// why this must be prompt). For each MAX_DELIVERIES advisory it copies the
+// message, read by its stream sequence, to TELEMETRY_DLQ with the same
+// headers DeadLetter writes, deletes it from TELEMETRY, and calls
+// onDeadLetter (which must not block for long).
 //
-// Advisories are core NATS messages: one that arrives while no worker is
-// subscribed is lost, and the message stays in TELEMETRY. The subscription
-// is a queue group, so each advisory is handled by one worker of a fleet. A
+// The advisories are read from stream TELEMETRY_EXHAUSTED through one
+// durable consumer shared by every worker: an advisory sent while no worker
+// ran waits there, and one whose message could not be copied is retried
+// with a growing delay until it is (onError hears of each failure). A
 // message a worker dead-letters itself (DeadLetter terminates it) raises no
 // advisory, and both paths use the same dedupe id, so one message never
-// gives two dead letters. Stop watching with the subscription's Drain.
+// gives two dead letters. Stop watching with the returned context's Stop.
 //
 // stored tells whether a message's reading is in the database after all: a
 // last delivery whose transaction committed just after its ack wait ran out
 // is finished, not dead. Such a message is only removed from TELEMETRY.
-func WatchMaxDeliveries(nc *nats.Conn, js jetstream.JetStream, stored StoredFunc, onDeadLetter func(Exhausted), onError func(error)) (*nats.Subscription, error) {
-	const op = "messaging.WatchMaxDeliveries"
-	sub, err := nc.QueueSubscribe(maxDeliveriesSubject, advisoryQueue, func(m *nats.Msg) {
-		ex, err := deadLetterExhausted(js, stored, m.Data)
+func (d *DLQ) WatchExhausted(ctx context.Context, stored StoredFunc, onDeadLetter func(Exhausted), onError func(error)) (jetstream.ConsumeContext, error) {
+	const op = "messaging.WatchExhausted"
+	c, err := d.js.Consumer(ctx, ExhaustedStreamName, exhaustedConsumer)
+	if err != nil {
+		return nil, translate(op, err)
+	}
+	cc, err := c.Consume(func(m jetstream.Msg) {
+		ex, err := d.deadLetterExhausted(stored, m.Data())
 		switch {
+		case ierr.Is(err, ierr.Invalid):
+			onError(err)
+			_ = m.Term() // unreadable: it never will be
 		case err != nil:
 			onError(err)
-		case ex != nil:
-			onDeadLetter(*ex)
+			n := uint64(1)
+			if md, err := m.Metadata(); err == nil {
+				n = md.NumDelivered
+			}
+			_ = m.NakWithDelay(min(time.Duration(n)*advisoryRetryStep, advisoryRetryMax))
+		default:
+			if ex != nil {
+				onDeadLetter(*ex)
+			}
+			_ = m.Ack()
 		}
-	})
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		// Missed heartbeats are recovered from by Consume itself.
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			onError(ierr.E(ierr.Unavailable, op, err))
+		}
+	}))
 	if err != nil {
-		return nil, ierr.E(ierr.Unavailable, op, err)
+		return nil, translate(op, err)
 	}
-	return sub, nil
+	return cc, nil
 }
 
 // StoredFunc reports whether the reading in a message of type t is stored.
@@ -85,7 +112,7 @@ type StoredFunc func(ctx context.Context, t models.Type, data []byte) (bool, err
 
 // deadLetterExhausted handles one advisory; nil, nil when there is nothing
 // to do (another consumer's advisory, a message already gone).
-func deadLetterExhausted(js jetstream.JetStream, stored StoredFunc, advisory []byte) (*Exhausted, error) {
+func (d *DLQ) deadLetterExhausted(stored StoredFunc, advisory []byte) (*Exhausted, error) {
 	const op = "messaging.deadLetterExhausted"
 	var adv maxDeliveriesAdvisory
 	if err := json.Unmarshal(advisory, &adv); err != nil {
@@ -96,7 +123,7 @@ func deadLetterExhausted(js jetstream.JetStream, stored StoredFunc, advisory []b
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), advisoryTimeout)
 	defer cancel()
-	stream, err := js.Stream(ctx, StreamName)
+	stream, err := d.js.Stream(ctx, StreamName)
 	if err != nil {
 		return nil, translate(op, err)
 	}
@@ -107,26 +134,34 @@ func deadLetterExhausted(js jetstream.JetStream, stored StoredFunc, advisory []b
 	if err != nil {
 		return nil, translate(op, err)
 	}
+	reason := fmt.Sprintf("exhausted %d deliveries without an acknowledgement (consumer %s: worker crashed or exceeded the ack wait)",
+		adv.Deliveries, adv.Consumer)
+	return d.settleExhausted(ctx, stream, raw, adv.Deliveries, reason, stored)
+}
+
+// settleExhausted dead-letters raw, a message of TELEMETRY no consumer will
+// deliver again, then deletes it from TELEMETRY; a message whose reading is
+// stored after all is only deleted. It reports the dead letter when it wrote
+// it (nil when it was there already: a worker or another path got there
+// first). The copy always comes before the delete.
+func (d *DLQ) settleExhausted(ctx context.Context, stream jetstream.Stream, raw *jetstream.RawStreamMsg, deliveries uint64, reason string, stored StoredFunc) (*Exhausted, error) {
+	const op = "messaging.settleExhausted"
 	t := models.Type(strings.TrimPrefix(raw.Subject, models.SubjectPrefix))
-	// The server announces an exhausted message once: if the database cannot
-	// say whether the reading is stored, dead-letter it anyway (a replay of a
-	// stored reading is harmless, message_id is unique) rather than leave it
-	// in TELEMETRY where nothing will ever look at it again.
+	// If the database cannot say whether the reading is stored, dead-letter
+	// it anyway (a replay of a stored reading is harmless, message_id is
+	// unique) rather than leave it where a cluster would delete it unseen.
 	if done, err := stored(ctx, t, raw.Data); err == nil && done {
-		if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		if err := stream.DeleteMsg(ctx, raw.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil, translate(op, err)
 		}
 		return nil, nil
 	}
-	reason := fmt.Sprintf("exhausted %d deliveries without an acknowledgement (consumer %s: worker crashed or exceeded the ack wait)",
-		adv.Deliveries, adv.Consumer)
-	hdr := deadLetterHeaders(raw.Header, reason, raw.Subject, adv.StreamSeq, adv.Deliveries)
-	ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: DLQSubject(t), Header: hdr, Data: raw.Data},
-		jetstream.WithExpectStream(DLQStreamName))
+	hdr := deadLetterHeaders(raw.Header, reason, raw.Subject, raw.Sequence, deliveries)
+	ack, err := d.publish(ctx, &nats.Msg{Subject: DLQSubject(t), Header: hdr, Data: raw.Data})
 	if err != nil {
 		return nil, ierr.E(ierr.Unavailable, op, err)
 	}
-	if err := stream.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if err := stream.DeleteMsg(ctx, raw.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, translate(op, err)
 	}
 	if ack.Duplicate {
@@ -134,8 +169,8 @@ func deadLetterExhausted(js jetstream.JetStream, stored StoredFunc, advisory []b
 		// was giving up on it: already copied, already reported.
 		return nil, nil
 	}
-	return &Exhausted{Type: t, Subject: raw.Subject, Sequence: adv.StreamSeq, Deliveries: adv.Deliveries,
-		Reason: reason, Data: raw.Data}, nil
+	return &Exhausted{Type: t, Subject: raw.Subject, Sequence: raw.Sequence, Deliveries: deliveries,
+		Reason: hdr.Get(HeaderDLQReason), Data: raw.Data}, nil
 }
 
 func isTelemetryConsumer(name string) bool {
@@ -145,24 +180,4 @@ func isTelemetryConsumer(name string) bool {
 		}
 	}
 	return false
-}
-
-// deadLetterHeaders are the original headers plus the DLQ ones, as
-// DeadLetter writes them, with the dedupe id both paths share.
-func deadLetterHeaders(orig nats.Header, reason, subject string, seq, deliveries uint64) nats.Header {
-	if len(reason) > maxReasonLen {
-		reason = reason[:maxReasonLen]
-	}
-	hdr := nats.Header{}
-	for k, v := range orig {
-		hdr[k] = v
-	}
-	s := strconv.FormatUint(seq, 10)
-	hdr.Set(HeaderDLQReason, reason)
-	hdr.Set(HeaderDLQSubject, subject)
-	hdr.Set(HeaderDLQStreamSequence, s)
-	hdr.Set(HeaderDLQDeliveries, strconv.FormatUint(deliveries, 10))
-	hdr.Set(HeaderDLQDeadLetteredAt, time.Now().UTC().Format(time.RFC3339Nano))
-	hdr.Set(jetstream.MsgIDHeader, "dlq-"+StreamName+"-"+s)
-	return hdr
 }

@@ -27,7 +27,7 @@ func deadLetter(t *testing.T, js jetstream.JetStream, typ models.Type, msgID str
 		t.Fatal(err)
 	}
 	msg := fetchOne(t, js, typ)
-	if err := messaging.DeadLetter(ctx, js, typ, msg, reason); err != nil {
+	if err := newDLQ(t, js).DeadLetter(ctx, typ, msg, reason); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/internal/testenv"
@@ -28,6 +31,55 @@ func setup(t *testing.T, topo messaging.TopologyConfig) (*testenv.NATSServer, *n
 		t.Fatal(err)
 	}
 	return ns, nc, js
+}
+
+// newDLQ is the dead-letter writer a worker builds, with its own registry.
+func newDLQ(t *testing.T, js jetstream.JetStream) *messaging.DLQ {
+	t.Helper()
+	d, _ := newDLQWithRegistry(t, js)
+	return d
+}
+
+func newDLQWithRegistry(t *testing.T, js jetstream.JetStream) (*messaging.DLQ, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	d, err := messaging.NewDLQ(js, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, reg
+}
+
+// metricValue is the value of the counter or gauge name{labels} in reg
+// (labels as name, value pairs); 0 when the series does not exist.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
 }
 
 func TestEnsureTopologyIsIdempotentAndUpdates(t *testing.T) {
@@ -241,7 +293,7 @@ func TestDeadLetterCopiesThenTerminates(t *testing.T) {
 	if msg == nil {
 		t.Fatal("no message fetched")
 	}
-	if err := messaging.DeadLetter(ctx, js, models.TypeGPS, msg, "invalid JSON"); err != nil {
+	if err := newDLQ(t, js).DeadLetter(ctx, models.TypeGPS, msg, "invalid JSON"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -329,7 +381,7 @@ func TestDeadLetterAfterACrashBeforeTermKeepsOneCopy(t *testing.T) {
 	}
 	// Redelivered after AckWait, dead-lettered again by the next worker.
 	second := fetch()
-	if err := messaging.DeadLetter(ctx, js, models.TypeGPS, second, "invalid JSON"); err != nil {
+	if err := newDLQ(t, js).DeadLetter(ctx, models.TypeGPS, second, "invalid JSON"); err != nil {
 		t.Fatalf("DeadLetter after the crash: %v", err)
 	}
 	if n := streamMsgs(t, js, messaging.DLQStreamName); n != 1 {

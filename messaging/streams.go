@@ -26,12 +26,23 @@ const (
 	DLQStreamName    = "TELEMETRY_DLQ"
 	DLQSubjectPrefix = "dlq.telemetry."
 	IdempotencyKV    = "TELEMETRY_IDEMPOTENCY"
+	// ExhaustedStreamName keeps the server's max-deliveries advisories for
+	// TELEMETRY until a worker has dead-lettered their messages (advisory.go).
+	ExhaustedStreamName = "TELEMETRY_EXHAUSTED"
+	exhaustedConsumer   = "telemetry-exhausted"
+	// exhaustedMaxMsgs bounds the advisories kept (~300 bytes each). A bound
+	// in messages, not bytes: a byte bound would be reserved from the store.
+	exhaustedMaxMsgs = 100_000
 )
 
 // MaxMessageBytes is the largest message the streams accept: a 5 MiB image
 // becomes ~6.7 MiB of base64 inside its JSON message. NATS servers must run
 // with max_payload of at least this much (the default is 1 MB).
 const MaxMessageBytes = 8 << 20
+
+// MinDLQMaxBytes is the smallest DLQ bound: room for the largest dead letter
+// next to the one before it.
+const MinDLQMaxBytes = 2 * MaxMessageBytes
 
 // ConsumerName is the durable consumer (queue) of one telemetry type.
 func ConsumerName(t models.Type) string { return "telemetry-" + string(t) }
@@ -46,6 +57,7 @@ type TopologyConfig struct {
 	MaxAge          time.Duration // oldest unconsumed reading kept
 	DuplicateWindow time.Duration // Nats-Msg-Id dedupe window (≥ 2 min)
 	DLQMaxAge       time.Duration // how long dead letters are kept
+	DLQMaxBytes     int64         // bound of TELEMETRY_DLQ; the oldest dead letters are discarded (and counted) to stay under it
 	AckWait         time.Duration // first redelivery delay of an unacknowledged message
 	MaxDeliver      int           // deliveries before a message is dead-lettered
 	MaxAckPending   int           // unacknowledged messages in flight per consumer
@@ -59,6 +71,7 @@ func DefaultTopology() TopologyConfig {
 		MaxAge:          7 * 24 * time.Hour,
 		DuplicateWindow: 2 * time.Minute,
 		DLQMaxAge:       30 * 24 * time.Hour,
+		DLQMaxBytes:     1 << 30,
 		AckWait:         30 * time.Second,
 		MaxDeliver:      10,
 		MaxAckPending:   1000,
@@ -76,6 +89,8 @@ func (c TopologyConfig) Validate() error {
 		return errors.New("max age must not be shorter than the duplicate window")
 	case c.AckWait < time.Second:
 		return errors.New("ack wait must be at least 1s")
+	case c.DLQMaxBytes < MinDLQMaxBytes:
+		return fmt.Errorf("dlq max bytes must be at least %d MiB (two of the largest messages)", MinDLQMaxBytes>>20)
 	case c.MaxDeliver < 2:
 		return errors.New("max deliver must be at least 2")
 	case c.MaxAckPending < 1:
@@ -122,13 +137,53 @@ func EnsureTopology(ctx context.Context, js jetstream.JetStream, c TopologyConfi
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
-		MaxAge:      c.DLQMaxAge,
-		MaxMsgSize:  MaxMessageBytes,
-		Discard:     jetstream.DiscardOld,
-		Duplicates:  c.DuplicateWindow,
+		// Bounded so that a flood of poison messages cannot fill the store
+		// TELEMETRY needs. The oldest dead letters make room for new ones,
+		// but the writers discard them (DLQ.makeRoom), not the server:
+		// nats-server 2.10 drops messages over a limit with no advisory or
+		// counter, so only a writer that removes them itself can count what
+		// the bound cost. Discard-new makes the server refuse a write that
+		// would still go over (two writers racing), which the writer
+		// retries after making room: nothing leaves uncounted.
+		MaxBytes:   c.DLQMaxBytes,
+		MaxAge:     c.DLQMaxAge,
+		MaxMsgSize: MaxMessageBytes,
+		Discard:    jetstream.DiscardNew,
+		Duplicates: c.DuplicateWindow,
 	})
 	if err != nil {
 		return translate(op+": stream "+DLQStreamName, err)
+	}
+	err = ensureStream(ctx, js, jetstream.StreamConfig{
+		Name:        ExhaustedStreamName,
+		Description: "Max-deliveries advisories of TELEMETRY's consumers, until their messages are dead-lettered",
+		// The server announces an exhausted message once, on core NATS; kept
+		// here, the announcement waits for a worker that was down (a worker
+		// crash-looping on the message is the usual reason it ran out) and
+		// is retried until its dead letter is written.
+		Subjects:   []string{maxDeliveriesSubject},
+		Retention:  jetstream.WorkQueuePolicy,
+		Storage:    jetstream.FileStorage,
+		Replicas:   c.Replicas,
+		MaxAge:     c.MaxAge, // the exhausted message is gone by then too
+		MaxMsgs:    exhaustedMaxMsgs,
+		Discard:    jetstream.DiscardOld, // the periodic sweep finds what an overflow drops
+		Duplicates: c.DuplicateWindow,
+	})
+	if err != nil {
+		return translate(op+": stream "+ExhaustedStreamName, err)
+	}
+	_, err = js.CreateOrUpdateConsumer(ctx, ExhaustedStreamName, jetstream.ConsumerConfig{
+		Durable:       exhaustedConsumer,
+		Description:   "Workers dead-letter the message of each advisory",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckWait:       c.AckWait,
+		MaxDeliver:    -1, // retried until the dead letter is written
+		MaxAckPending: 64,
+	})
+	if err != nil {
+		return translate(op+": consumer "+exhaustedConsumer, err)
 	}
 	for _, t := range models.Types {
 		_, err := js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
@@ -187,7 +242,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, want jetstream.St
 func sameStream(have, want jetstream.StreamConfig) bool {
 	return have.Description == want.Description && slices.Equal(have.Subjects, want.Subjects) &&
 		have.Retention == want.Retention && have.Storage == want.Storage && have.Replicas == want.Replicas &&
-		limit(have.MaxBytes) == limit(want.MaxBytes) && have.MaxAge == want.MaxAge && have.MaxMsgSize == want.MaxMsgSize &&
+		limit(have.MaxBytes) == limit(want.MaxBytes) && limit(have.MaxMsgs) == limit(want.MaxMsgs) && have.MaxAge == want.MaxAge && limit(int64(have.MaxMsgSize)) == limit(int64(want.MaxMsgSize)) &&
 		have.Discard == want.Discard && have.Duplicates == want.Duplicates
 }
 

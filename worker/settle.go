@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
-	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 	"github.com/challenge-v3/challenge-v3/storage"
 )
@@ -109,7 +108,7 @@ func (w *worker) deadLetter(ctx context.Context, t models.Type, msg jetstream.Ms
 	if md, err := msg.Metadata(); err == nil {
 		seq = md.Sequence.Stream
 	}
-	if err := messaging.DeadLetter(ctx, w.js, t, msg, reason); err != nil {
+	if err := w.dlq.DeadLetter(ctx, t, msg, reason); err != nil {
 		w.log.Error("dead-lettering failed; the message will be retried", "type", t, "stream_seq", seq, "err", err)
 		return false
 	}

@@ -76,6 +76,8 @@ type worker struct {
 	metrics  *consumerMetrics
 	// announcer publishes each stored reading for the read API's live stream.
 	announcer *announcer
+	// dlq writes dead letters, keeping TELEMETRY_DLQ under DLQ_MAX_BYTES.
+	dlq *messaging.DLQ
 	// outage pauses the consumers while the database is down.
 	outage *outage
 	// pullExpiry is Options.PullExpiry.
@@ -134,6 +136,9 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	if err := messaging.EnsureTopology(ctx, w.js, cfg.Topology); err != nil {
 		return err
 	}
+	if w.dlq, err = messaging.NewDLQ(w.js, reg, log); err != nil {
+		return err
+	}
 
 	if w.store, err = openStore(ctx, cfg.DatabaseURL, cfg.NATSConnectWait); err != nil {
 		return err
@@ -158,14 +163,14 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	}
 	admin := metrics.NewServer(reg, w.ready, log)
 
-	sub, err := messaging.WatchMaxDeliveries(w.nc, w.js, w.stored, w.onExhausted, func(err error) {
-		log.Error("dead-lettering a message whose deliveries ran out failed; it stays in TELEMETRY", "err", err)
+	exhausted, err := w.dlq.WatchExhausted(ctx, w.stored, w.onExhausted, func(err error) {
+		log.Error("dead-lettering a message whose deliveries ran out failed; it is retried", "err", err)
 	})
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	defer sub.Unsubscribe()
+	defer exhausted.Stop()
 
 	g, gctx := errgroup.WithContext(ctx)
 	// Soft stop: gctx ends, consumers stop pulling. Hard stop: ShutdownTimeout
@@ -193,6 +198,7 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	})
 	g.Go(func() error { return w.runPhotos(gctx, work) })
 	g.Go(func() error { w.pollLag(gctx); return nil })
+	g.Go(func() error { w.dlq.RunSweeps(gctx, cfg.DLQSweepInterval, w.stored, w.onExhausted); return nil })
 	log.Info("worker running", "admin_addr", ln.Addr().String())
 
 	err = g.Wait()
@@ -274,7 +280,8 @@ func (w *worker) stored(ctx context.Context, t models.Type, data []byte) (bool, 
 	return w.store.Stored(ctx, t, m.MessageID)
 }
 
-// onExhausted audits a message WatchMaxDeliveries dead-lettered.
+// onExhausted audits a message whose deliveries ran out, dead-lettered by
+// messaging's advisory watch or sweep.
 func (w *worker) onExhausted(ex messaging.Exhausted) {
 	w.metrics.count(ex.Type, outcomeDeadLettered, 1)
 	w.log.Warn("message dead-lettered", "type", ex.Type, "stream_seq", ex.Sequence, "deliveries", ex.Deliveries, "reason", ex.Reason)
