@@ -115,7 +115,7 @@ type Detail struct {
 	Descriptor Descriptor
 }
 
-// ErrNoDescriptor: the face's aligned crop falls outside the image.
+// ErrNoDescriptor: the face's box or aligned crop falls outside the image.
 var ErrNoDescriptor = errors.New("facerec: the aligned face lies outside the image")
 
 // Detect returns the faces in img, most confident first.
@@ -128,22 +128,47 @@ func (e *Engine) Detect(img *Image) []Face {
 	return faces
 }
 
-// Describe finds f's landmarks and computes its descriptor.
-func (e *Engine) Describe(img *Image, f Face) (Detail, error) {
-	b := box{f.Box.Left, f.Box.Top, f.Box.Width, f.Box.Height}
-	crop := b.clip(img.w, img.h)
-	if crop.w <= 0 || crop.h <= 0 {
-		return Detail{}, ErrNoDescriptor
+// Landmarks finds f's 68 landmarks, in image pixels.
+func (e *Engine) Landmarks(img *Image, f Face) ([68]Point, error) {
+	var out [68]Point
+	pts, _, ok := e.landmarks(img, f)
+	if !ok {
+		return out, ErrNoDescriptor
 	}
-	pts := e.lm.landmarks(img, crop)
+	for i, p := range pts {
+		out[i] = Point{p.x, p.y}
+	}
+	return out, nil
+}
+
+// landmarks returns f's landmarks in image pixels and the crop they were
+// found in; ok is false when f's box lies outside the image.
+func (e *Engine) landmarks(img *Image, f Face) (pts [68]point, crop rect, ok bool) {
+	b := box{f.Box.Left, f.Box.Top, f.Box.Width, f.Box.Height}
+	crop = b.clip(img.w, img.h)
+	if crop.w <= 0 || crop.h <= 0 {
+		return pts, crop, false
+	}
+	pts = e.lm.landmarks(img, crop)
 	// face-api shifts the landmarks by the detection box's corner; where the
 	// box starts outside the image the crop starts at 0, and so does the
 	// shift here.
 	sx, sy := max(b.x, 0), max(b.y, 0)
-	d := Detail{Face: f}
 	for i := range pts {
 		pts[i] = point{pts[i].x + sx, pts[i].y + sy}
-		d.Landmarks[i] = Point{pts[i].x, pts[i].y}
+	}
+	return pts, crop, true
+}
+
+// Describe finds f's landmarks and computes its descriptor.
+func (e *Engine) Describe(img *Image, f Face) (Detail, error) {
+	pts, crop, ok := e.landmarks(img, f)
+	if !ok {
+		return Detail{}, ErrNoDescriptor
+	}
+	d := Detail{Face: f}
+	for i, p := range pts {
+		d.Landmarks[i] = Point{p.x, p.y}
 	}
 	aligned := alignedCrop(pts, crop.w, crop.h, img.w, img.h)
 	if aligned.w <= 0 || aligned.h <= 0 {

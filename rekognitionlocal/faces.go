@@ -1,0 +1,400 @@
+package rekognitionlocal
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"slices"
+
+	"github.com/google/uuid"
+
+	"github.com/challenge-v3/challenge-v3/facerec"
+)
+
+// The operations that look at an image: IndexFaces, SearchFacesByImage and
+// DetectFaces.
+
+const (
+	noFaceMessage = "There are no faces in the image. Should be at least 1."
+	// minImageSide is Rekognition's minimum image dimension.
+	minImageSide = 80
+	// defaultMatchThreshold is Rekognition's default FaceMatchThreshold.
+	defaultMatchThreshold = 80.0
+	// defaultIndexMaxFaces is how many faces IndexFaces indexes at most
+	// when MaxFaces is not given (Rekognition indexes up to 100).
+	defaultIndexMaxFaces = 100
+	maxSearchFaces       = 4096
+)
+
+var errTooSmall = errors.New("image smaller than 80 px a side")
+
+// imageErrors is how Rekognition answers each image it cannot analyse; a
+// new failure is one more row.
+var imageErrors = []struct {
+	err           error
+	code, message string
+}{
+	{facerec.ErrTooLarge, "ImageTooLargeException", "Image size is too large"},
+	{facerec.ErrFormat, "InvalidImageFormatException", "Request has invalid image format"},
+	// What AWS answers for an image under its minimum size.
+	{errTooSmall, "InvalidParameterException", "Request has invalid parameters"},
+}
+
+type imageInput struct {
+	Bytes    []byte
+	S3Object any
+}
+
+// boundingBox is Rekognition's BoundingBox: ratios of the image's width and
+// height, which may leave [0, 1] for a face at the border.
+type boundingBox struct {
+	Width, Height, Left, Top float64
+}
+
+type landmarkJSON struct {
+	Type string
+	X, Y float64
+}
+
+type faceDetail struct {
+	BoundingBox boundingBox
+	Confidence  float64
+	Landmarks   []landmarkJSON `json:",omitempty"`
+}
+
+// decodeImage validates the request's image as Rekognition does and
+// decodes it.
+func decodeImage(in *imageInput) (*facerec.Image, *apiError) {
+	if in == nil || (in.Bytes == nil && in.S3Object == nil) {
+		return nil, errorf("InvalidParameterException", "Request has invalid parameters")
+	}
+	if in.S3Object != nil {
+		return nil, errorf("InvalidS3ObjectException", "S3 objects are not supported by rekognition-local: send the image bytes")
+	}
+	img, err := facerec.Decode(in.Bytes, facerec.DefaultLimits)
+	if err == nil && (img.Width() < minImageSide || img.Height() < minImageSide) {
+		err = errTooSmall
+	}
+	if err != nil {
+		for _, row := range imageErrors {
+			if errors.Is(err, row.err) {
+				return nil, errorf(row.code, "%s", row.message)
+			}
+		}
+		return nil, errorf("InternalServerError", "image: %v", err)
+	}
+	return img, nil
+}
+
+// analyse runs fn while holding one of the analysis slots; a client that
+// goes away while waiting for one gets no answer.
+func (s *Server) analyse(ctx context.Context, fn func()) *apiError {
+	select {
+	case s.slots <- struct{}{}:
+	case <-ctx.Done():
+		return errorf("ThrottlingException", "request cancelled while waiting for an analysis slot")
+	}
+	defer func() { <-s.slots }()
+	fn()
+	return nil
+}
+
+func relBox(b facerec.Box, img *facerec.Image) boundingBox {
+	w, h := float64(img.Width()), float64(img.Height())
+	return boundingBox{Width: round(b.Width / w), Height: round(b.Height / h), Left: round(b.Left / w), Top: round(b.Top / h)}
+}
+
+// round keeps the 7 significant decimals a float32 holds, as AWS answers.
+func round(v float64) float64 {
+	return math.Round(v*1e7) / 1e7
+}
+
+func confidence(f facerec.Face) float64 { return round(f.Confidence * 100) }
+
+// landmarks are Rekognition's five basic landmarks, from the 68 points;
+// "left" is the image's left.
+func landmarks(pts [68]facerec.Point, img *facerec.Image) []landmarkJSON {
+	mean := func(ps []facerec.Point) facerec.Point {
+		var x, y float64
+		for _, p := range ps {
+			x, y = x+p.X, y+p.Y
+		}
+		return facerec.Point{X: x / float64(len(ps)), Y: y / float64(len(ps))}
+	}
+	w, h := float64(img.Width()), float64(img.Height())
+	mark := func(t string, p facerec.Point) landmarkJSON {
+		return landmarkJSON{Type: t, X: round(p.X / w), Y: round(p.Y / h)}
+	}
+	return []landmarkJSON{
+		mark("eyeLeft", mean(pts[36:42])),
+		mark("eyeRight", mean(pts[42:48])),
+		mark("mouthLeft", pts[48]),
+		mark("mouthRight", pts[54]),
+		mark("nose", pts[30]),
+	}
+}
+
+// Quality filters. Rekognition does not publish its bars; these are the
+// detector's score (faces on the test photos score 0.64–0.98) and its
+// documented minimum face size, 40 px in a 1920×1080 image and
+// proportionally more in a larger one.
+var minScore = map[string]float64{"LOW": 0.6, "AUTO": 0.6, "MEDIUM": 0.7, "HIGH": 0.8}
+
+func checkQualityFilter(q string) *apiError {
+	if q == "" || q == "NONE" {
+		return nil
+	}
+	if _, ok := minScore[q]; !ok {
+		return errorf("ValidationException", "1 validation error detected: Value '%s' at 'qualityFilter' failed to satisfy constraint: Member must satisfy enum value set: [AUTO, HIGH, LOW, MEDIUM, NONE]", q)
+	}
+	return nil
+}
+
+// qualityReasons lists why f fails filter q ("" or NONE: never).
+func qualityReasons(f facerec.Face, img *facerec.Image, q string) []string {
+	if q == "" || q == "NONE" {
+		return nil
+	}
+	var reasons []string
+	minSide := 40 * max(1, float64(img.Width())/1920, float64(img.Height())/1080)
+	if f.Box.Width < minSide || f.Box.Height < minSide {
+		reasons = append(reasons, "SMALL_BOUNDING_BOX")
+	}
+	if f.Confidence < minScore[q] {
+		reasons = append(reasons, "LOW_CONFIDENCE")
+	}
+	return reasons
+}
+
+func (s *Server) collectionExists(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.collections[id]
+	return ok
+}
+
+func (s *Server) indexFaces(r *http.Request, c call) (any, *apiError) {
+	var in struct {
+		CollectionId    string
+		Image           *imageInput
+		ExternalImageId *string
+		MaxFaces        *int
+		QualityFilter   *string
+	}
+	if err := decode(c.body, &in); err != nil {
+		return nil, err
+	}
+	if err := checkCollectionID(in.CollectionId); err != nil {
+		return nil, err
+	}
+	if in.ExternalImageId != nil && !externalImageIDPattern.MatchString(*in.ExternalImageId) {
+		return nil, errorf("ValidationException", "1 validation error detected: Value '%s' at 'externalImageId' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.\\-:]+", *in.ExternalImageId)
+	}
+	maxFaces := defaultIndexMaxFaces
+	if in.MaxFaces != nil {
+		if *in.MaxFaces < 1 {
+			return nil, errorf("InvalidParameterException", "Request has invalid parameters")
+		}
+		maxFaces = *in.MaxFaces
+	}
+	quality := "AUTO" // IndexFaces' default
+	if in.QualityFilter != nil {
+		quality = *in.QualityFilter
+	}
+	if err := checkQualityFilter(quality); err != nil {
+		return nil, err
+	}
+	if !s.collectionExists(in.CollectionId) {
+		return nil, notFound(in.CollectionId)
+	}
+	img, aerr := decodeImage(in.Image)
+	if aerr != nil {
+		return nil, aerr
+	}
+
+	type record struct {
+		Face       faceJSON
+		FaceDetail faceDetail
+	}
+	type unindexed struct {
+		Reasons    []string
+		FaceDetail faceDetail
+	}
+	records := []record{}
+	skipped := []unindexed{}
+	var added []face
+	imageID := uuid.NewString()
+	if aerr := s.analyse(r.Context(), func() {
+		for _, f := range facerec.Largest(s.engine.Detect(img)) {
+			detail := faceDetail{BoundingBox: relBox(f.Box, img), Confidence: confidence(f)}
+			if reasons := qualityReasons(f, img, quality); reasons != nil {
+				skipped = append(skipped, unindexed{Reasons: reasons, FaceDetail: detail})
+				continue
+			}
+			if len(added) == maxFaces {
+				skipped = append(skipped, unindexed{Reasons: []string{"EXCEEDS_MAX_FACES"}, FaceDetail: detail})
+				continue
+			}
+			d, err := s.engine.Describe(img, f)
+			if err != nil {
+				skipped = append(skipped, unindexed{Reasons: []string{"LOW_FACE_QUALITY"}, FaceDetail: detail})
+				continue
+			}
+			detail.Landmarks = landmarks(d.Landmarks, img)
+			nf := face{id: uuid.NewString(), imageID: imageID, box: detail.BoundingBox, confidence: detail.Confidence, descriptor: d.Descriptor}
+			if in.ExternalImageId != nil {
+				nf.externalImageID = *in.ExternalImageId
+			}
+			added = append(added, nf)
+			records = append(records, record{Face: nf.json(), FaceDetail: detail})
+		}
+	}); aerr != nil {
+		return nil, aerr
+	}
+	if len(added) > 0 {
+		err := s.change(func() (func(), *apiError) {
+			col, ok := s.collections[in.CollectionId]
+			if !ok { // deleted during the analysis
+				return nil, notFound(in.CollectionId)
+			}
+			before := col.faces
+			col.faces = append(slices.Clip(col.faces), added...)
+			return func() { col.faces = before }, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return map[string]any{
+		"FaceModelVersion": FaceModelVersion,
+		"FaceRecords":      records,
+		"UnindexedFaces":   skipped,
+	}, nil
+}
+
+func (s *Server) searchFacesByImage(r *http.Request, c call) (any, *apiError) {
+	var in struct {
+		CollectionId       string
+		Image              *imageInput
+		FaceMatchThreshold *float64
+		MaxFaces           *int
+		QualityFilter      *string
+	}
+	if err := decode(c.body, &in); err != nil {
+		return nil, err
+	}
+	if err := checkCollectionID(in.CollectionId); err != nil {
+		return nil, err
+	}
+	threshold := defaultMatchThreshold
+	if in.FaceMatchThreshold != nil {
+		threshold = *in.FaceMatchThreshold
+	}
+	maxFaces := maxSearchFaces
+	if in.MaxFaces != nil {
+		maxFaces = *in.MaxFaces
+	}
+	if threshold < 0 || threshold > 100 || maxFaces < 1 || maxFaces > maxSearchFaces {
+		return nil, errorf("InvalidParameterException", "Request has invalid parameters")
+	}
+	quality := "NONE" // SearchFacesByImage's default
+	if in.QualityFilter != nil {
+		quality = *in.QualityFilter
+	}
+	if err := checkQualityFilter(quality); err != nil {
+		return nil, err
+	}
+	if !s.collectionExists(in.CollectionId) {
+		return nil, notFound(in.CollectionId)
+	}
+	img, aerr := decodeImage(in.Image)
+	if aerr != nil {
+		return nil, aerr
+	}
+
+	// The largest face is searched; without one (or when it fails the
+	// quality filter) Rekognition answers InvalidParameterException.
+	var (
+		searched facerec.Detail
+		found    bool
+	)
+	if aerr := s.analyse(r.Context(), func() {
+		faces := facerec.Largest(s.engine.Detect(img))
+		if len(faces) == 0 || qualityReasons(faces[0], img, quality) != nil {
+			return
+		}
+		d, err := s.engine.Describe(img, faces[0])
+		searched, found = d, err == nil
+	}); aerr != nil {
+		return nil, aerr
+	}
+	if !found {
+		return nil, errorf("InvalidParameterException", noFaceMessage)
+	}
+
+	type match struct {
+		Similarity float64
+		Face       faceJSON
+	}
+	matches := []match{}
+	s.mu.Lock()
+	col, ok := s.collections[in.CollectionId]
+	if ok {
+		for _, f := range col.faces {
+			sim := round(facerec.Similarity(facerec.Distance(searched.Descriptor, f.descriptor)))
+			if sim >= threshold {
+				matches = append(matches, match{Similarity: sim, Face: f.json()})
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, notFound(in.CollectionId)
+	}
+	slices.SortStableFunc(matches, func(a, b match) int {
+		switch {
+		case a.Similarity > b.Similarity:
+			return -1
+		case a.Similarity < b.Similarity:
+			return 1
+		}
+		return 0
+	})
+	if len(matches) > maxFaces {
+		matches = matches[:maxFaces]
+	}
+	return map[string]any{
+		"FaceMatches":             matches,
+		"FaceModelVersion":        FaceModelVersion,
+		"SearchedFaceBoundingBox": relBox(searched.Box, img),
+		"SearchedFaceConfidence":  confidence(searched.Face),
+	}, nil
+}
+
+func (s *Server) detectFaces(r *http.Request, c call) (any, *apiError) {
+	var in struct {
+		Image      *imageInput
+		Attributes []string
+	}
+	if err := decode(c.body, &in); err != nil {
+		return nil, err
+	}
+	img, aerr := decodeImage(in.Image)
+	if aerr != nil {
+		return nil, aerr
+	}
+	details := []faceDetail{}
+	if aerr := s.analyse(r.Context(), func() {
+		for _, f := range s.engine.Detect(img) {
+			d := faceDetail{BoundingBox: relBox(f.Box, img), Confidence: confidence(f)}
+			if pts, err := s.engine.Landmarks(img, f); err == nil {
+				d.Landmarks = landmarks(pts, img)
+			}
+			details = append(details, d)
+		}
+	}); aerr != nil {
+		return nil, aerr
+	}
+	return map[string]any{"FaceDetails": details}, nil
+}
