@@ -34,6 +34,20 @@ type API struct {
 	// and published); past it the API sheds load with 503 instead of
 	// running out of memory. 0 means DefaultPhotoMaxInFlight.
 	PhotoMaxInFlight int
+	// PhotoPerClient bounds one client IP's share of the photo uploads (an
+	// IPv6 client's: its /64's), so a few clients with slow links cannot
+	// take every slot; beyond it 429. 0 means DefaultPhotoPerClient; never
+	// more than PhotoMaxInFlight.
+	PhotoPerClient int
+	// UploadMinRate is the slowest a request body may arrive, in bytes per
+	// second on average once UploadRateGrace has passed; a slower body is
+	// cut off with 408, so a trickle cannot hold a photo slot for the whole
+	// ReadTimeout. 0 means DefaultUploadMinRate.
+	UploadMinRate int64
+	// UploadRateGrace is the start of a body that UploadMinRate does not
+	// judge (a phone's link warming up, a 100-continue round trip). 0 means
+	// DefaultUploadRateGrace.
+	UploadRateGrace time.Duration
 	// ImageMaxInFlight bounds the photo images served at once by GET
 	// /telemetry/photo/{id}/image (each holds its ciphertext, then its
 	// plaintext until a possibly slow client has it); past it 503. 0 means
@@ -81,6 +95,14 @@ const (
 	// DefaultPhotoMaxInFlight keeps photo uploads under ~650 MiB of live
 	// memory (BenchmarkPhotoUploadMemory in handlers).
 	DefaultPhotoMaxInFlight = 48
+	// DefaultPhotoPerClient: however slow their links, it takes twelve
+	// clients to hold the default slots.
+	DefaultPhotoPerClient = 4
+	// DefaultUploadMinRate (32 KiB/s) is about what a good EDGE link
+	// carries; a 5 MiB photo at that rate would still outlast the read
+	// timeout.
+	DefaultUploadMinRate   = 32 << 10
+	DefaultUploadRateGrace = 5 * time.Second
 	// DefaultImageMaxInFlight keeps image downloads under ~160 MiB.
 	DefaultImageMaxInFlight = 16
 	DefaultReadTimeout      = 60 * time.Second
@@ -107,6 +129,9 @@ func LoadAPI(getenv Getenv) (API, error) {
 		MaxTrackedIPs:    e.int("RATE_LIMIT_MAX_CLIENTS", DefaultMaxTrackedIPs, 1, maxTrackedIPs),
 		PhotoMaxInFlight: e.int("PHOTO_MAX_INFLIGHT", DefaultPhotoMaxInFlight, 1, 100_000),
 		ImageMaxInFlight: e.int("IMAGE_MAX_INFLIGHT", DefaultImageMaxInFlight, 1, 10_000),
+		PhotoPerClient:   e.int("PHOTO_MAX_INFLIGHT_PER_CLIENT", DefaultPhotoPerClient, 1, 100_000),
+		UploadMinRate:    e.bytes("UPLOAD_MIN_RATE", DefaultUploadMinRate),
+		UploadRateGrace:  e.duration("UPLOAD_MIN_RATE_GRACE", DefaultUploadRateGrace, 100*time.Millisecond),
 		TrustedProxies:   e.prefixes("TRUSTED_PROXIES"),
 		LogLevel:         e.logLevel(),
 		ReadTimeout:      e.duration("HTTP_READ_TIMEOUT", DefaultReadTimeout, time.Second),
@@ -190,6 +215,15 @@ func (c API) check(e *env) {
 	}
 	if c.ImageMaxInFlight < 0 {
 		fail("IMAGE_MAX_INFLIGHT", "must be at least 1")
+	}
+	if c.PhotoPerClient < 0 {
+		fail("PHOTO_MAX_INFLIGHT_PER_CLIENT", "must be at least 1")
+	}
+	if c.UploadMinRate < 0 || c.UploadMinRate > 1<<30 {
+		fail("UPLOAD_MIN_RATE", "must be a positive rate in bytes per second of at most 1GiB, such as 32KiB")
+	}
+	if c.UploadRateGrace < 0 || (c.ReadTimeout > 0 && c.UploadRateGrace >= c.ReadTimeout) {
+		fail("UPLOAD_MIN_RATE_GRACE", "must be shorter than HTTP_READ_TIMEOUT (%s)", c.ReadTimeout)
 	}
 	if c.MaxTrackedIPs < 1 || c.MaxTrackedIPs > maxTrackedIPs {
 		fail("RATE_LIMIT_MAX_CLIENTS", "must be between 1 and %d (each tracked client costs ~275 bytes)", maxTrackedIPs)

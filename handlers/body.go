@@ -46,12 +46,16 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readFailure maps a body read error: over the limit is 413, anything else
-// (client gone, read timeout, bad chunked encoding) 400.
+// readFailure maps a body read error: over the limit is 413, too slow 408,
+// anything else (client gone, bad chunked encoding) 400.
 func readFailure(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return fieldProblem(ierr.TooLarge, "", "The request body must be at most "+strconv.FormatInt(mbe.Limit, 10)+" bytes.")
+	}
+	var slow *slowBody
+	if errors.As(err, &slow) {
+		return slow.answer()
 	}
 	return fieldProblem(ierr.Invalid, "", "The request body could not be read completely.")
 }
@@ -85,12 +89,14 @@ func requireJSON(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-// decodeJSON is the one JSON decoding path: the body is capped with
-// http.MaxBytesReader and handed to a strict models decoder (unknown fields,
-// duplicate keys and trailing data are refused there).
-func decodeJSON[T any](w http.ResponseWriter, r *http.Request, limit int64, decode func(io.Reader) (T, error)) (T, error) {
-	body := &bodyReader{r: http.MaxBytesReader(w, r.Body, limit)}
+// decodeJSON is the one JSON decoding path: the body is paced (pc), capped
+// with http.MaxBytesReader and handed to a strict models decoder (unknown
+// fields, duplicate keys and trailing data are refused there).
+func decodeJSON[T any](w http.ResponseWriter, r *http.Request, pc pace, limit int64, decode func(io.Reader) (T, error)) (T, error) {
+	paced := pc.body(w, r)
+	body := &bodyReader{r: http.MaxBytesReader(w, paced, limit)}
 	v, err := decode(body)
+	paced.done()
 	if body.err != nil {
 		return v, readFailure(body.err)
 	}
@@ -101,12 +107,14 @@ func decodeJSON[T any](w http.ResponseWriter, r *http.Request, limit int64, deco
 // device_id and timestamp, file (or field) photo. Nothing is buffered past
 // its limit: an image part is cut off at MaxPhotoBytes+1 and answered 413 at
 // once; unknown parts are skipped, never stored.
-func decodeMultipartPhoto(w http.ResponseWriter, r *http.Request, boundary string, limit int64, now time.Time, lim models.Limits) (models.Photo, error) {
+func decodeMultipartPhoto(w http.ResponseWriter, r *http.Request, pc pace, boundary string, limit int64, now time.Time, lim models.Limits) (models.Photo, error) {
 	const op = "handlers.decodeMultipartPhoto"
 	if boundary == "" {
 		return models.Photo{}, fieldProblem(ierr.Invalid, "", "multipart/form-data needs a boundary parameter.")
 	}
-	body := &bodyReader{r: http.MaxBytesReader(w, r.Body, limit)}
+	paced := pc.body(w, r)
+	defer paced.done()
+	body := &bodyReader{r: http.MaxBytesReader(w, paced, limit)}
 	mr := multipart.NewReader(body, boundary)
 	var (
 		deviceID, timestamp string

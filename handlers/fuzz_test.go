@@ -43,7 +43,7 @@ func FuzzMultipartPhoto(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, boundary string) {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodPost, "/telemetry/photo", bytes.NewReader(body))
-		p, err := decodeMultipartPhoto(w, r, boundary, 4<<10, now, lim)
+		p, err := decodeMultipartPhoto(w, r, pace{}, boundary, 4<<10, now, lim)
 		if err != nil {
 			switch ierr.KindOf(err) {
 			case ierr.Invalid, ierr.TooLarge, ierr.Unsupported:

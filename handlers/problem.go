@@ -76,6 +76,11 @@ var readKinds = map[ierr.Kind]problemKind{
 // writeError answers with the problem document err maps to. Server-side
 // causes are handed to the access log (logged once there) and never shown.
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var rf *refusal
+	if errors.As(err, &rf) {
+		rf.write(w, r)
+		return
+	}
 	kind := ierr.KindOf(err)
 	pk, ok := kinds[kind]
 	if !ok {
@@ -188,20 +193,22 @@ func fieldProblem(kind ierr.Kind, field, msg string) error {
 	return e
 }
 
-// overloadRetryAfter is the wait suggested when photo uploads are shed: a
-// slot frees as soon as one upload in progress finishes.
-const overloadRetryAfter = 2
+// refusal is an error that is its own answer: a problem document no
+// ierr.Kind describes (a slot refused, an upload cut off), written as is.
+type refusal struct {
+	Problem
+	retryAfter int  // seconds; 0: no Retry-After
+	close      bool // close the connection after the answer (the body is not read)
+}
 
-// writeOverloaded sheds a photo upload when limit of them are in progress,
-// before its body is read: the API stays within its memory instead of
-// failing for everyone.
-func writeOverloaded(w http.ResponseWriter, r *http.Request, limit int) {
-	w.Header().Set("Retry-After", strconv.Itoa(overloadRetryAfter))
-	w.Header().Set("Connection", "close") // the body is not read
-	writeProblem(w, r, Problem{
-		Type:   ProblemTypeBase + "overloaded",
-		Title:  "Too many photo uploads in progress",
-		Status: http.StatusServiceUnavailable,
-		Detail: "The server is handling " + strconv.Itoa(limit) + " photo uploads; nothing was read or accepted. Retry after a moment with the same Idempotency-Key.",
-	})
+func (r *refusal) Error() string { return r.Title }
+
+func (r *refusal) write(w http.ResponseWriter, req *http.Request) {
+	if r.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(r.retryAfter))
+	}
+	if r.close {
+		w.Header().Set("Connection", "close")
+	}
+	writeProblem(w, req, r.Problem)
 }

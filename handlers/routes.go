@@ -7,6 +7,7 @@
 package handlers
 
 import (
+	"cmp"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -53,7 +54,13 @@ func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger
 		return nil, err
 	}
 	ing := &ingest{pub: b.Publisher, lim: cfg.Limits, m: m, requestTimeout: cfg.RequestTimeout,
-		photoSlots: make(chan struct{}, orDefault(cfg.PhotoMaxInFlight, config.DefaultPhotoMaxInFlight))}
+		photoSlots: newUploadSlots(orDefault(cfg.PhotoMaxInFlight, config.DefaultPhotoMaxInFlight),
+			orDefault(cfg.PhotoPerClient, config.DefaultPhotoPerClient)),
+		pace: pace{
+			minRate:     float64(orDefault(int(cfg.UploadMinRate), config.DefaultUploadMinRate)),
+			grace:       cmp.Or(cfg.UploadRateGrace, config.DefaultUploadRateGrace),
+			readTimeout: cfg.ReadTimeout,
+		}}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc(RouteGyroscope, ing.gyroscope)

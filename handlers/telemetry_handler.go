@@ -37,9 +37,11 @@ type ingest struct {
 	lim            models.Limits
 	m              *metrics
 	requestTimeout time.Duration
-	// photoSlots bounds the photo uploads in progress (memory): a full
-	// channel means the next photo is refused before its body is read.
-	photoSlots chan struct{}
+	// photoSlots bounds the photo uploads in progress, all and per client:
+	// a photo refused a slot is answered before its body is read.
+	photoSlots *uploadSlots
+	// pace is the minimum rate at which every request body must arrive.
+	pace pace
 }
 
 func (h *ingest) gyroscope(w http.ResponseWriter, r *http.Request) {
@@ -61,7 +63,7 @@ func serveJSON[T models.Reading, P models.Message[T]](h *ingest, w http.Response
 		writeError(w, r, err)
 		return
 	}
-	v, err := decodeJSON(w, r, JSONBodyLimit, func(body io.Reader) (T, error) {
+	v, err := decodeJSON(w, r, h.pace, JSONBodyLimit, func(body io.Reader) (T, error) {
 		return models.Decode[T, P](body, now, h.lim)
 	})
 	if err != nil {
@@ -73,13 +75,12 @@ func serveJSON[T models.Reading, P models.Message[T]](h *ingest, w http.Response
 
 // photo takes the image as base64 inside JSON or as a multipart file.
 func (h *ingest) photo(w http.ResponseWriter, r *http.Request) {
-	select {
-	case h.photoSlots <- struct{}{}:
-		defer func() { <-h.photoSlots }()
-	default:
-		writeOverloaded(w, r, cap(h.photoSlots))
+	release, err := h.photoSlots.acquire(infoFrom(r.Context()).clientIP)
+	if err != nil {
+		writeError(w, r, err)
 		return
 	}
+	defer release()
 	now, key, err := h.begin(w, r)
 	if err != nil {
 		writeError(w, r, err)
@@ -91,11 +92,11 @@ func (h *ingest) photo(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err != nil:
 	case mt == "application/json":
-		p, err = decodeJSON(w, r, limit, func(body io.Reader) (models.Photo, error) {
+		p, err = decodeJSON(w, r, h.pace, limit, func(body io.Reader) (models.Photo, error) {
 			return models.Decode[models.Photo](body, now, h.lim)
 		})
 	case mt == "multipart/form-data":
-		p, err = decodeMultipartPhoto(w, r, params["boundary"], limit, now, h.lim)
+		p, err = decodeMultipartPhoto(w, r, h.pace, params["boundary"], limit, now, h.lim)
 	default:
 		err = fieldProblem(ierr.Unsupported, "", "Content-Type must be application/json or multipart/form-data.")
 	}
