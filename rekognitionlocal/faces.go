@@ -100,8 +100,8 @@ func (s *Server) analyse(ctx context.Context, fn func()) *apiError {
 	return nil
 }
 
-func relBox(b facerec.Box, img *facerec.Image) boundingBox {
-	w, h := float64(img.Width()), float64(img.Height())
+func relBox(b facerec.Box, a *analysis) boundingBox {
+	w, h := float64(a.w), float64(a.h)
 	return boundingBox{Width: round(b.Width / w), Height: round(b.Height / h), Left: round(b.Left / w), Top: round(b.Top / h)}
 }
 
@@ -114,7 +114,7 @@ func confidence(f facerec.Face) float64 { return round(f.Confidence * 100) }
 
 // landmarks are Rekognition's five basic landmarks, from the 68 points;
 // "left" is the image's left.
-func landmarks(pts [68]facerec.Point, img *facerec.Image) []landmarkJSON {
+func landmarks(pts [68]facerec.Point, a *analysis) []landmarkJSON {
 	mean := func(ps []facerec.Point) facerec.Point {
 		var x, y float64
 		for _, p := range ps {
@@ -122,7 +122,7 @@ func landmarks(pts [68]facerec.Point, img *facerec.Image) []landmarkJSON {
 		}
 		return facerec.Point{X: x / float64(len(ps)), Y: y / float64(len(ps))}
 	}
-	w, h := float64(img.Width()), float64(img.Height())
+	w, h := float64(a.w), float64(a.h)
 	mark := func(t string, p facerec.Point) landmarkJSON {
 		return landmarkJSON{Type: t, X: round(p.X / w), Y: round(p.Y / h)}
 	}
@@ -152,12 +152,12 @@ func checkQualityFilter(q string) *apiError {
 }
 
 // qualityReasons lists why f fails filter q ("" or NONE: never).
-func qualityReasons(f facerec.Face, img *facerec.Image, q string) []string {
+func qualityReasons(f facerec.Face, a *analysis, q string) []string {
 	if q == "" || q == "NONE" {
 		return nil
 	}
 	var reasons []string
-	minSide := 40 * max(1, float64(img.Width())/1920, float64(img.Height())/1080)
+	minSide := 40 * max(1, float64(a.w)/1920, float64(a.h)/1080)
 	if f.Box.Width < minSide || f.Box.Height < minSide {
 		reasons = append(reasons, "SMALL_BOUNDING_BOX")
 	}
@@ -208,7 +208,7 @@ func (s *Server) indexFaces(r *http.Request, c call) (any, *apiError) {
 	if !s.collectionExists(in.CollectionId) {
 		return nil, notFound(in.CollectionId)
 	}
-	img, aerr := decodeImage(in.Image)
+	p, aerr := s.look(r.Context(), in.Image)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -225,32 +225,31 @@ func (s *Server) indexFaces(r *http.Request, c call) (any, *apiError) {
 	skipped := []unindexed{}
 	var added []face
 	imageID := uuid.NewString()
-	if aerr := s.analyse(r.Context(), func() {
-		for _, f := range facerec.Largest(s.engine.Detect(img)) {
-			detail := faceDetail{BoundingBox: relBox(f.Box, img), Confidence: confidence(f)}
-			if reasons := qualityReasons(f, img, quality); reasons != nil {
-				skipped = append(skipped, unindexed{Reasons: reasons, FaceDetail: detail})
-				continue
-			}
-			if len(added) == maxFaces {
-				skipped = append(skipped, unindexed{Reasons: []string{"EXCEEDS_MAX_FACES"}, FaceDetail: detail})
-				continue
-			}
-			d, err := s.engine.Describe(img, f)
-			if err != nil {
-				skipped = append(skipped, unindexed{Reasons: []string{"LOW_FACE_QUALITY"}, FaceDetail: detail})
-				continue
-			}
-			detail.Landmarks = landmarks(d.Landmarks, img)
-			nf := face{id: uuid.NewString(), imageID: imageID, box: detail.BoundingBox, confidence: detail.Confidence, descriptor: d.Descriptor}
-			if in.ExternalImageId != nil {
-				nf.externalImageID = *in.ExternalImageId
-			}
-			added = append(added, nf)
-			records = append(records, record{Face: nf.json(), FaceDetail: detail})
+	for i, f := range p.a.faces {
+		detail := faceDetail{BoundingBox: relBox(f.Box, p.a), Confidence: confidence(f)}
+		if reasons := qualityReasons(f, p.a, quality); reasons != nil {
+			skipped = append(skipped, unindexed{Reasons: reasons, FaceDetail: detail})
+			continue
 		}
-	}); aerr != nil {
-		return nil, aerr
+		if len(added) == maxFaces {
+			skipped = append(skipped, unindexed{Reasons: []string{"EXCEEDS_MAX_FACES"}, FaceDetail: detail})
+			continue
+		}
+		d, aerr := s.describe(r.Context(), p, i)
+		if aerr != nil {
+			return nil, aerr
+		}
+		if d.err != nil {
+			skipped = append(skipped, unindexed{Reasons: []string{"LOW_FACE_QUALITY"}, FaceDetail: detail})
+			continue
+		}
+		detail.Landmarks = landmarks(d.detail.Landmarks, p.a)
+		nf := face{id: uuid.NewString(), imageID: imageID, box: detail.BoundingBox, confidence: detail.Confidence, descriptor: d.detail.Descriptor}
+		if in.ExternalImageId != nil {
+			nf.externalImageID = *in.ExternalImageId
+		}
+		added = append(added, nf)
+		records = append(records, record{Face: nf.json(), FaceDetail: detail})
 	}
 	if len(added) > 0 {
 		err := s.change(func() (func(), *apiError) {
@@ -308,30 +307,23 @@ func (s *Server) searchFacesByImage(r *http.Request, c call) (any, *apiError) {
 	if !s.collectionExists(in.CollectionId) {
 		return nil, notFound(in.CollectionId)
 	}
-	img, aerr := decodeImage(in.Image)
+	p, aerr := s.look(r.Context(), in.Image)
 	if aerr != nil {
 		return nil, aerr
 	}
-
 	// The largest face is searched; without one (or when it fails the
 	// quality filter) Rekognition answers InvalidParameterException.
-	var (
-		searched facerec.Detail
-		found    bool
-	)
-	if aerr := s.analyse(r.Context(), func() {
-		faces := facerec.Largest(s.engine.Detect(img))
-		if len(faces) == 0 || qualityReasons(faces[0], img, quality) != nil {
-			return
-		}
-		d, err := s.engine.Describe(img, faces[0])
-		searched, found = d, err == nil
-	}); aerr != nil {
-		return nil, aerr
-	}
-	if !found {
+	if len(p.a.faces) == 0 || qualityReasons(p.a.faces[0], p.a, quality) != nil {
 		return nil, errorf("InvalidParameterException", noFaceMessage)
 	}
+	d, aerr := s.describe(r.Context(), p, 0)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if d.err != nil {
+		return nil, errorf("InvalidParameterException", noFaceMessage)
+	}
+	searched := d.detail
 
 	type match struct {
 		Similarity float64
@@ -367,7 +359,7 @@ func (s *Server) searchFacesByImage(r *http.Request, c call) (any, *apiError) {
 	return map[string]any{
 		"FaceMatches":             matches,
 		"FaceModelVersion":        FaceModelVersion,
-		"SearchedFaceBoundingBox": relBox(searched.Box, img),
+		"SearchedFaceBoundingBox": relBox(searched.Box, p.a),
 		"SearchedFaceConfidence":  confidence(searched.Face),
 	}, nil
 }
@@ -380,21 +372,21 @@ func (s *Server) detectFaces(r *http.Request, c call) (any, *apiError) {
 	if err := decode(c.body, &in); err != nil {
 		return nil, err
 	}
-	img, aerr := decodeImage(in.Image)
+	p, aerr := s.look(r.Context(), in.Image)
 	if aerr != nil {
 		return nil, aerr
 	}
 	details := []faceDetail{}
-	if aerr := s.analyse(r.Context(), func() {
-		for _, f := range s.engine.Detect(img) {
-			d := faceDetail{BoundingBox: relBox(f.Box, img), Confidence: confidence(f)}
-			if pts, err := s.engine.Landmarks(img, f); err == nil {
-				d.Landmarks = landmarks(pts, img)
-			}
-			details = append(details, d)
+	for i, f := range p.a.faces {
+		d := faceDetail{BoundingBox: relBox(f.Box, p.a), Confidence: confidence(f)}
+		res, aerr := s.describe(r.Context(), p, i)
+		if aerr != nil {
+			return nil, aerr
 		}
-	}); aerr != nil {
-		return nil, aerr
+		if res.err == nil {
+			d.Landmarks = landmarks(res.detail.Landmarks, p.a)
+		}
+		details = append(details, d)
 	}
 	return map[string]any{"FaceDetails": details}, nil
 }

@@ -27,7 +27,7 @@ var (
 
 // sharedEngine is one engine for the package's servers (the models take a
 // moment to load, longer under -race).
-func sharedEngine(t *testing.T) *facerec.Engine {
+func sharedEngine(t testing.TB) *facerec.Engine {
 	t.Helper()
 	engineOnce.Do(func() { engine, engineErr = facerec.New(facerec.Options{}) })
 	if engineErr != nil {
@@ -44,7 +44,7 @@ type server struct {
 }
 
 // start serves dir ("" for a fresh temporary folder).
-func start(t *testing.T, dir string) *server {
+func start(t testing.TB, dir string) *server {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()

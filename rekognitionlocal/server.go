@@ -13,8 +13,7 @@
 // Operations: CreateCollection, DescribeCollection, ListCollections,
 // DeleteCollection, IndexFaces, SearchFacesByImage, ListFaces, DeleteFaces
 // and DetectFaces; any other answers UnknownOperationException. What each
-// answers, and where it differs from AWS, is in docs (the package's
-// README in cmd/rekognition-local).
+// answers, and where it differs from AWS, is in docs/rekognition.md.
 package rekognitionlocal
 
 import (
@@ -63,6 +62,7 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 	ops    map[string]operation
+	recent analysisCache
 
 	mu          sync.Mutex // guards collections and writes of the state file
 	collections map[string]*collection
@@ -198,5 +198,9 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("rekognition-local listening", "addr", ln.Addr().String(), "data", cfg.Dir, "faces", s.Faces(),
 		"endpoint", "AWS_ENDPOINT_URL_REKOGNITION=http://"+ln.Addr().String())
-	return s.Serve(ctx, ln)
+	if err := s.Serve(ctx, ln); err != nil {
+		return err
+	}
+	log.Info("rekognition-local stopped")
+	return nil
 }
