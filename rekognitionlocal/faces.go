@@ -87,8 +87,9 @@ func decodeImage(in *imageInput) (*facerec.Image, *apiError) {
 	return img, nil
 }
 
-// analyse runs fn while holding one of the analysis slots; a client that
-// goes away while waiting for one gets no answer.
+// analyse runs fn while holding one of the analysis slots, which bound the
+// CPU and memory spent on images at once; a client that goes away while
+// waiting for one is not served.
 func (s *Server) analyse(ctx context.Context, fn func()) *apiError {
 	select {
 	case s.slots <- struct{}{}:
@@ -105,7 +106,8 @@ func relBox(b facerec.Box, a *analysis) boundingBox {
 	return boundingBox{Width: round(b.Width / w), Height: round(b.Height / h), Left: round(b.Left / w), Top: round(b.Top / h)}
 }
 
-// round keeps the 7 significant decimals a float32 holds, as AWS answers.
+// round keeps seven decimals: AWS answers float32 values, and more digits
+// would only be noise.
 func round(v float64) float64 {
 	return math.Round(v*1e7) / 1e7
 }
