@@ -157,21 +157,23 @@ func TestPhotoRecognitionOutcomes(t *testing.T) {
 func TestSlowRecognitionDeliversEachPhotoOnce(t *testing.T) {
 	t.Parallel()
 	fake, client := emulatedRekognition(t)
-	// Two calls per new face: ~1.2 s per photo, 4.8 s for the queue.
-	const latency = 600 * time.Millisecond
+	// Two calls per new face: ~0.8 s per photo, 4 s for the queue.
+	const latency = 400 * time.Millisecond
 	fake.SetLatency(rekognitionfake.OpSearchFacesByImage, latency)
 	fake.SetLatency(rekognitionfake.OpIndexFaces, latency)
 	e := newTestEnv(t, func(c *config.Worker) {
 		c.RekognitionCollectionID = "fleet-faces"
 		c.PhotoConcurrency = 1
-		c.Topology.AckWait = 2 * time.Second
-		c.RecognitionTimeout = 950 * time.Millisecond // under AckWait/2, as configuration requires
+		c.Topology.AckWait = 3 * time.Second
+		// Under AckWait/2, as configuration requires, and well over the
+		// latency: a call that timed out would be a retry, not the subject.
+		c.RecognitionTimeout = 1400 * time.Millisecond
 		c.Topology.MaxDeliver = 10
 	})
 	e.start(worker.Options{Rekognition: client})
 
 	img := readFixture(t, "grace_hopper.jpg")
-	const n = 4
+	const n = 5
 	for i := range n {
 		// Other bytes, another person to the emulator: each photo is a new
 		// face, to be indexed exactly once.
