@@ -27,8 +27,16 @@ type API struct {
 	RateLimitRPS   float64
 	RateLimitBurst int
 	// MaxTrackedIPs caps the rate limiter's memory: past it the least
-	// recently seen client's bucket is dropped.
+	// recently seen client's bucket is dropped. The device limiter has the
+	// same cap.
 	MaxTrackedIPs int
+	// DeviceRateRPS is the token refill rate per device (per API key and
+	// device_id), checked once the body is parsed, on top of the per-IP
+	// limit: phones behind one carrier-grade NAT address share an IP
+	// bucket, so an operator can lift the IP limit and still bound each
+	// device. 0 (the default) disables it.
+	DeviceRateRPS   float64
+	DeviceRateBurst int
 	// PhotoMaxInFlight bounds the photo uploads handled at once (each holds
 	// up to ~2.7x its image, ~14 MiB for 5 MiB, while it is read, decoded
 	// and published); past it the API sheds load with 503 instead of
@@ -127,6 +135,8 @@ func LoadAPI(getenv Getenv) (API, error) {
 		RateLimitRPS:     e.float("RATE_LIMIT_RPS", DefaultRateLimitRPS, 0, 1e6),
 		RateLimitBurst:   e.int("RATE_LIMIT_BURST", DefaultRateLimitBurst, 1, 1_000_000),
 		MaxTrackedIPs:    e.int("RATE_LIMIT_MAX_CLIENTS", DefaultMaxTrackedIPs, 1, maxTrackedIPs),
+		DeviceRateRPS:    e.float("RATE_LIMIT_DEVICE_RPS", 0, 0, 1e6),
+		DeviceRateBurst:  e.int("RATE_LIMIT_DEVICE_BURST", DefaultRateLimitBurst, 1, 1_000_000),
 		PhotoMaxInFlight: e.int("PHOTO_MAX_INFLIGHT", DefaultPhotoMaxInFlight, 1, 100_000),
 		ImageMaxInFlight: e.int("IMAGE_MAX_INFLIGHT", DefaultImageMaxInFlight, 1, 10_000),
 		PhotoPerClient:   e.int("PHOTO_MAX_INFLIGHT_PER_CLIENT", DefaultPhotoPerClient, 1, 100_000),
@@ -209,6 +219,12 @@ func (c API) check(e *env) {
 	}
 	if c.RateLimitRPS > 0 && c.RateLimitBurst < 1 {
 		fail("RATE_LIMIT_BURST", "must be at least 1")
+	}
+	if c.DeviceRateRPS < 0 {
+		fail("RATE_LIMIT_DEVICE_RPS", "must not be negative")
+	}
+	if c.DeviceRateRPS > 0 && c.DeviceRateBurst < 1 {
+		fail("RATE_LIMIT_DEVICE_BURST", "must be at least 1")
 	}
 	if c.PhotoMaxInFlight < 0 {
 		fail("PHOTO_MAX_INFLIGHT", "must be at least 1")

@@ -12,12 +12,13 @@ import (
 // metrics are the API's own series, registered on the registry api.New
 // creates (metrics.NewRegistry, which holds the Go and process ones).
 type metrics struct {
-	requests       *prometheus.CounterVec
-	duration       *prometheus.HistogramVec
-	publish        *prometheus.HistogramVec
-	rateLimited    *prometheus.CounterVec
-	authFailures   *prometheus.CounterVec
-	trackedClients prometheus.GaugeFunc
+	requests          *prometheus.CounterVec
+	duration          *prometheus.HistogramVec
+	publish           *prometheus.HistogramVec
+	rateLimited       *prometheus.CounterVec
+	deviceRateLimited *prometheus.CounterVec
+	authFailures      *prometheus.CounterVec
+	trackedClients    prometheus.GaugeFunc
 }
 
 func newMetrics(reg prometheus.Registerer, trackedClients func() float64) (*metrics, error) {
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer, trackedClients func() float64) (*metr
 			Name: "api_rate_limited_total",
 			Help: "Requests refused with 429 by the per-client-IP rate limit, by route pattern.",
 		}, []string{"route"}),
+		deviceRateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "api_device_rate_limited_total",
+			Help: "Requests refused with 429 by the per-device rate limit (RATE_LIMIT_DEVICE_RPS), by route pattern.",
+		}, []string{"route"}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "api_auth_failures_total",
 			Help: "Requests refused by authentication (missing, invalid: 401) or authorization (forbidden: 403).",
@@ -49,7 +54,8 @@ func newMetrics(reg prometheus.Registerer, trackedClients func() float64) (*metr
 			Help: "Client IPs whose token bucket is currently kept in memory.",
 		}, trackedClients),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.publish, m.rateLimited, m.authFailures, m.trackedClients} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.publish, m.rateLimited, m.deviceRateLimited,
+		m.authFailures, m.trackedClients} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register api metrics: %w", err)
 		}
@@ -57,7 +63,22 @@ func newMetrics(reg prometheus.Registerer, trackedClients func() float64) (*metr
 	for _, reason := range []string{"missing", "invalid", "forbidden"} {
 		m.authFailures.WithLabelValues(reason) // export zeros so rates work from the start
 	}
+	for _, route := range []string{RouteGyroscope, RouteGPS, RoutePhoto} { // the routes a device posts to
+		m.deviceRateLimited.WithLabelValues(route)
+	}
 	return m, nil
+}
+
+// registerTrackedDevices exports the device limiter's bucket count.
+func registerTrackedDevices(reg prometheus.Registerer, tracked func() float64) error {
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "api_rate_limit_tracked_devices",
+		Help: "Devices whose token bucket is currently kept in memory (0 while RATE_LIMIT_DEVICE_RPS is 0).",
+	}, tracked)
+	if err := reg.Register(g); err != nil {
+		return fmt.Errorf("register api metrics: %w", err)
+	}
+	return nil
 }
 
 // middleware counts and times every request, including those the inner

@@ -16,41 +16,48 @@ import (
 
 const limiterShards = 64
 
-// rateLimiter keeps one token bucket per client IP, in memory bounded two
-// ways: a bucket idle long enough to have refilled completely is dropped
-// (it is indistinguishable from a new one, so this loses nothing), and past
-// the cap on tracked IPs the least recently seen bucket is dropped.
+// rateLimiter keeps one token bucket per key (a client IP, or a device), in
+// memory bounded two ways: a bucket idle long enough to have refilled
+// completely is dropped (it is indistinguishable from a new one, so this
+// loses nothing), and past the cap on tracked keys the least recently seen
+// bucket is dropped.
 //
 // Buckets live in a sharded LRU; expiry is lazy (each request to a shard
 // first drops that shard's expired tail), so there is no janitor goroutine
 // to start or stop, and an idle shard costs nothing but its memory.
-type rateLimiter struct {
+type rateLimiter[K comparable] struct {
 	limit    rate.Limit
 	burst    int
 	idle     time.Duration
 	perShard int
 	seed     maphash.Seed
-	shards   [limiterShards]limiterShard
+	shards   [limiterShards]limiterShard[K]
 }
 
-type limiterShard struct {
+type limiterShard[K comparable] struct {
 	mu      sync.Mutex
-	buckets map[netip.Addr]*list.Element // of *bucket
-	lru     list.List                    // front: most recently seen
+	buckets map[K]*list.Element // of *bucket[K]
+	lru     list.List           // front: most recently seen
 }
 
-type bucket struct {
-	ip   netip.Addr
+type bucket[K comparable] struct {
+	key  K
 	lim  *rate.Limiter
 	seen time.Time
 }
 
-// newRateLimiter returns nil when rps is 0 (rate limiting disabled).
-func newRateLimiter(rps float64, burst, maxClients int) *rateLimiter {
+// newRateLimiter is the per-client-IP limiter; nil when rps is 0 (rate
+// limiting disabled).
+func newRateLimiter(rps float64, burst, maxClients int) *rateLimiter[netip.Addr] {
+	return newLimiter[netip.Addr](rps, burst, maxClients)
+}
+
+// newLimiter returns nil when rps is 0 (this limit disabled).
+func newLimiter[K comparable](rps float64, burst, maxClients int) *rateLimiter[K] {
 	if rps <= 0 {
 		return nil
 	}
-	rl := &rateLimiter{
+	rl := &rateLimiter[K]{
 		limit: rate.Limit(rps),
 		burst: burst,
 		idle:  time.Duration(float64(burst) / rps * float64(time.Second)),
@@ -60,7 +67,7 @@ func newRateLimiter(rps float64, burst, maxClients int) *rateLimiter {
 		seed:     maphash.MakeSeed(),
 	}
 	for i := range rl.shards {
-		rl.shards[i].buckets = make(map[netip.Addr]*list.Element)
+		rl.shards[i].buckets = make(map[K]*list.Element)
 	}
 	return rl
 }
@@ -73,23 +80,23 @@ type verdict struct {
 	retry     time.Duration // until the next token, when refused
 }
 
-func (rl *rateLimiter) take(ip netip.Addr, now time.Time) verdict {
-	s := &rl.shards[maphash.Comparable(rl.seed, ip)%limiterShards]
+func (rl *rateLimiter[K]) take(key K, now time.Time) verdict {
+	s := &rl.shards[maphash.Comparable(rl.seed, key)%limiterShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for el := s.lru.Back(); el != nil && now.Sub(el.Value.(*bucket).seen) >= rl.idle; el = s.lru.Back() {
+	for el := s.lru.Back(); el != nil && now.Sub(el.Value.(*bucket[K]).seen) >= rl.idle; el = s.lru.Back() {
 		s.remove(el)
 	}
-	var b *bucket
-	if el, ok := s.buckets[ip]; ok {
-		b = el.Value.(*bucket)
+	var b *bucket[K]
+	if el, ok := s.buckets[key]; ok {
+		b = el.Value.(*bucket[K])
 		s.lru.MoveToFront(el)
 	} else {
 		if len(s.buckets) >= rl.perShard {
 			s.remove(s.lru.Back())
 		}
-		b = &bucket{ip: ip, lim: rate.NewLimiter(rl.limit, rl.burst)}
-		s.buckets[ip] = s.lru.PushFront(b)
+		b = &bucket[K]{key: key, lim: rate.NewLimiter(rl.limit, rl.burst)}
+		s.buckets[key] = s.lru.PushFront(b)
 	}
 	b.seen = now
 	v := verdict{allowed: b.lim.AllowN(now, 1)}
@@ -102,20 +109,20 @@ func (rl *rateLimiter) take(ip netip.Addr, now time.Time) verdict {
 	return v
 }
 
-func (rl *rateLimiter) wait(tokens float64) time.Duration {
+func (rl *rateLimiter[K]) wait(tokens float64) time.Duration {
 	if tokens <= 0 {
 		return 0
 	}
 	return time.Duration(tokens / float64(rl.limit) * float64(time.Second))
 }
 
-func (s *limiterShard) remove(el *list.Element) {
-	delete(s.buckets, el.Value.(*bucket).ip)
+func (s *limiterShard[K]) remove(el *list.Element) {
+	delete(s.buckets, el.Value.(*bucket[K]).key)
 	s.lru.Remove(el)
 }
 
 // tracked counts the buckets held, for the gauge.
-func (rl *rateLimiter) tracked() float64 {
+func (rl *rateLimiter[K]) tracked() float64 {
 	if rl == nil {
 		return 0
 	}
@@ -129,28 +136,36 @@ func (rl *rateLimiter) tracked() float64 {
 	return float64(n)
 }
 
-// middleware refuses a client over its rate with 429 and sets the
-// RateLimit-* headers (draft-ietf-httpapi-ratelimit-headers) on every
-// answer: Limit is the bucket size, Remaining the whole tokens left, Reset
-// the seconds until the bucket is full again.
-func (rl *rateLimiter) middleware(m *metrics) func(http.Handler) http.Handler {
+// setHeaders sets the RateLimit-* headers (draft-ietf-httpapi-ratelimit-
+// headers) of a take: Limit is the bucket size, Remaining the whole tokens
+// left, Reset the seconds until the bucket is full again (refused: until
+// the next token, also in Retry-After), Policy "<burst>;w=<seconds to
+// refill>".
+func (rl *rateLimiter[K]) setHeaders(h http.Header, v verdict) {
+	h.Set("RateLimit-Limit", strconv.Itoa(rl.burst))
+	h.Set("RateLimit-Remaining", strconv.Itoa(v.remaining))
+	h.Set("RateLimit-Policy", strconv.Itoa(rl.burst)+";w="+strconv.Itoa(ceilSeconds(rl.idle)))
+	if v.allowed {
+		h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(v.reset)))
+		return
+	}
+	retry := strconv.Itoa(max(1, ceilSeconds(v.retry)))
+	h.Set("RateLimit-Reset", retry)
+	h.Set("Retry-After", retry)
+}
+
+// ipLimit refuses a client IP over its rate with 429, and sets the
+// RateLimit-* headers of its bucket on every answer.
+func ipLimit(rl *rateLimiter[netip.Addr], m *metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		if rl == nil {
 			return next
 		}
-		limit := strconv.Itoa(rl.burst)
-		policy := limit + ";w=" + strconv.Itoa(ceilSeconds(rl.idle))
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			info := infoFrom(r.Context())
 			v := rl.take(bucketKey(info.clientIP), time.Now())
-			h := w.Header()
-			h.Set("RateLimit-Limit", limit)
-			h.Set("RateLimit-Remaining", strconv.Itoa(v.remaining))
-			h.Set("RateLimit-Policy", policy)
+			rl.setHeaders(w.Header(), v)
 			if !v.allowed {
-				retry := strconv.Itoa(max(1, ceilSeconds(v.retry)))
-				h.Set("RateLimit-Reset", retry)
-				h.Set("Retry-After", retry)
 				m.rateLimited.WithLabelValues(info.route).Inc()
 				writeProblem(w, r, Problem{
 					Type:   ProblemTypeBase + "rate-limited",
@@ -160,7 +175,6 @@ func (rl *rateLimiter) middleware(m *metrics) func(http.Handler) http.Handler {
 				})
 				return
 			}
-			h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(v.reset)))
 			next.ServeHTTP(w, r)
 		})
 	}
@@ -244,4 +258,38 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// deviceKey is what the per-device limit counts: a device as one API key
+// sends it (its normalised device_id), so one key's clients cannot spend
+// another's budget by naming its devices.
+type deviceKey struct {
+	actor, deviceID string
+}
+
+// limitDevice takes a token for the device a parsed reading names. The
+// per-IP limit has already run (it protects the parser, which the device
+// id is behind); this one tells apart the phones that share an IP behind
+// carrier-grade NAT. The answer carries the RateLimit-* headers of
+// whichever bucket is closer to empty, so a client sees the limit it will
+// meet first; over the device's rate it is 429 device-rate-limited.
+func (h *ingest) limitDevice(w http.ResponseWriter, info *reqInfo, deviceID string) error {
+	if h.devices == nil {
+		return nil
+	}
+	v := h.devices.take(deviceKey{info.keyName, deviceID}, time.Now())
+	hdr := w.Header()
+	if ip, err := strconv.Atoi(hdr.Get("RateLimit-Remaining")); err != nil || !v.allowed || v.remaining < ip {
+		h.devices.setHeaders(hdr, v)
+	}
+	if v.allowed {
+		return nil
+	}
+	h.m.deviceRateLimited.WithLabelValues(info.route).Inc()
+	return &refusal{Problem: Problem{
+		Type:   ProblemTypeBase + "device-rate-limited",
+		Title:  "Too many requests from this device",
+		Status: http.StatusTooManyRequests,
+		Detail: "Device " + deviceID + " is over its request rate; nothing was accepted. Retry after the number of seconds in Retry-After, with the same Idempotency-Key.",
+	}}
 }

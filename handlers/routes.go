@@ -49,11 +49,15 @@ type Backends struct {
 // middleware chain. Its metrics are registered on reg.
 func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger) (http.Handler, error) {
 	rl := newRateLimiter(cfg.RateLimitRPS, cfg.RateLimitBurst, cfg.MaxTrackedIPs)
+	devices := newLimiter[deviceKey](cfg.DeviceRateRPS, cfg.DeviceRateBurst, cfg.MaxTrackedIPs)
 	m, err := newMetrics(reg, rl.tracked)
 	if err != nil {
 		return nil, err
 	}
-	ing := &ingest{pub: b.Publisher, lim: cfg.Limits, m: m, requestTimeout: cfg.RequestTimeout,
+	if err := registerTrackedDevices(reg, devices.tracked); err != nil {
+		return nil, err
+	}
+	ing := &ingest{pub: b.Publisher, lim: cfg.Limits, m: m, requestTimeout: cfg.RequestTimeout, devices: devices,
 		photoSlots: newUploadSlots(orDefault(cfg.PhotoMaxInFlight, config.DefaultPhotoMaxInFlight),
 			orDefault(cfg.PhotoPerClient, config.DefaultPhotoPerClient)),
 		pace: pace{
@@ -97,7 +101,7 @@ func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger
 		m.middleware,
 		recoverPanics,
 		cors.headers,
-		rl.middleware(m),
+		ipLimit(rl, m),
 		cors.preflight,
 		authenticate(cfg.APIKeys, m),
 	), nil

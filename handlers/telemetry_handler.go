@@ -42,6 +42,8 @@ type ingest struct {
 	photoSlots *uploadSlots
 	// pace is the minimum rate at which every request body must arrive.
 	pace pace
+	// devices is the per-device rate limit; nil when off.
+	devices *rateLimiter[deviceKey]
 }
 
 func (h *ingest) gyroscope(w http.ResponseWriter, r *http.Request) {
@@ -136,6 +138,10 @@ func (h *ingest) accept(w http.ResponseWriter, r *http.Request, key string, now 
 		return
 	}
 	meta.Actor = info.keyName
+	if err := h.limitDevice(w, info, meta.DeviceID); err != nil {
+		writeError(w, r, err)
+		return
+	}
 	// The deadline starts once the body is in: a slow upload must not eat
 	// the time the publish needs.
 	ctx, cancel := context.WithTimeout(r.Context(), h.requestTimeout)
