@@ -12,6 +12,8 @@ const (
 	CommandWorker  = "worker"
 	CommandMigrate = "worker migrate"
 	CommandDLQ     = "worker dlq"
+	CommandRekey   = "worker rekey"
+	CommandStatus  = "worker status" // reads what `worker dlq` reads
 )
 
 // Var documents one environment variable of a command for its -h output.
@@ -32,12 +34,14 @@ const (
 	forWorker
 	forMigrate
 	forDLQ
+	forRekey
 
 	forBoth = forAPI | forWorker
 )
 
 var commandBits = map[string]commands{
 	CommandAPI: forAPI, CommandWorker: forWorker, CommandMigrate: forMigrate, CommandDLQ: forDLQ,
+	CommandRekey: forRekey, CommandStatus: forDLQ,
 }
 
 // vars is the one table of every variable the loaders read, with the
@@ -73,7 +77,8 @@ var vars = []struct {
 	{forAPI, Var{Name: "HTTP_READ_TIMEOUT", Default: "60s", Meaning: "bound on reading a whole request (a 7 MiB upload)"}},
 
 	{forAPI, Var{Name: "DATABASE_URL", Meaning: "PostgreSQL for the read API (ideally a challenge_reader user); unset: ingest only"}},
-	{forWorker | forMigrate, Var{Name: "DATABASE_URL", Required: true, Meaning: "PostgreSQL URL or key=value DSN"}},
+	{forWorker | forMigrate | forRekey, Var{Name: "DATABASE_URL", Required: true, Meaning: "PostgreSQL URL or key=value DSN"}},
+	{forDLQ, Var{Name: "DATABASE_URL", Meaning: "PostgreSQL; set: replays and purges are audited in audit_log, and status checks it"}},
 	{forAPI, Var{Name: "READ_STATEMENT_TIMEOUT", Default: "5s", Meaning: "bound on every read query"}},
 	{forAPI, Var{Name: "READ_POOL_MAX_CONNS", Default: "8", Meaning: "connections of the read pool at most"}},
 	{forAPI, Var{Name: "CORS_ALLOWED_ORIGINS", Meaning: "browser origins allowed cross-origin (comma-separated, or *)"}},
@@ -84,6 +89,8 @@ var vars = []struct {
 	{forAPI, Var{Name: "ENCRYPTION_KEY", Meaning: "shorthand for one key (<base64 32 bytes>, id default)"}},
 	{forWorker, Var{Name: "ENCRYPTION_KEYS", Meaning: "id:<base64 32 bytes>,…; first seals, all open; this or ENCRYPTION_KEY is required"}},
 	{forWorker, Var{Name: "ENCRYPTION_KEY", Meaning: "shorthand for one key (<base64 32 bytes>, id default)"}},
+	{forRekey, Var{Name: "ENCRYPTION_KEYS", Meaning: "id:<base64 32 bytes>,…; the first re-seals, all open; this or ENCRYPTION_KEY is required"}},
+	{forRekey, Var{Name: "ENCRYPTION_KEY", Meaning: "shorthand for one key (<base64 32 bytes>, id default)"}},
 
 	{forWorker, Var{Name: "REKOGNITION_COLLECTION_ID", Meaning: "face collection, created if missing; unset: recognition disabled"}},
 	{forWorker, Var{Name: "FACE_MATCH_THRESHOLD", Default: "90", Meaning: "minimum similarity (0-100] of a match"}},
@@ -114,12 +121,14 @@ var vars = []struct {
 	{forBoth, Var{Name: "CONSUMER_MAX_DELIVER", Default: "10", Meaning: "deliveries before a failing message is dead-lettered"}},
 	{forBoth, Var{Name: "CONSUMER_MAX_ACK_PENDING", Default: "1000", Meaning: "unacknowledged messages in flight per consumer"}},
 	{forBoth, Var{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Meaning: "graceful-shutdown budget after SIGTERM"}},
-	{forBoth | forMigrate, Var{Name: "LOG_LEVEL", Default: "info", Meaning: "debug, info, warn or error"}},
+	{forBoth | forMigrate | forDLQ | forRekey, Var{Name: "LOG_LEVEL", Default: "info", Meaning: "debug, info, warn or error"}},
 	{forBoth | forMigrate, Var{Name: "LOG_FORMAT", Default: string(LogJSON), Meaning: "json or text; logs go to stdout, one record per line"}},
+	{forDLQ | forRekey, Var{Name: "LOG_FORMAT", Default: string(LogText), Meaning: "text or json; replays, purges and rekey batches are logged to stderr"}},
 }
 
 // Vars returns the variables command reads (CommandAPI, CommandWorker,
-// CommandMigrate or CommandDLQ), in table order; nil for another command.
+// CommandMigrate, CommandDLQ, CommandRekey or CommandStatus), in table
+// order; nil for another command.
 func Vars(command string) []Var {
 	bit := commandBits[command]
 	var out []Var

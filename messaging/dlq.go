@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -25,8 +26,43 @@ type DeadLetterInfo struct {
 	OriginalSequence uint64 // Dlq-Original-Stream-Sequence: its sequence in TELEMETRY
 	Deliveries       uint64 // Dlq-Delivery-Count
 	DeadLetteredAt   time.Time
-	Size             int // payload bytes
+	Size             int         // payload bytes
+	Type             models.Type // from Subject; "" for a subject outside dlq.telemetry.*
+	// MessageID is the body's message_id, the key the worker stores a
+	// reading under; "" when the body does not carry one.
+	MessageID string
 }
+
+// DeadLetter is one dead letter whole: its description, every header and
+// the body as it was published to TELEMETRY.
+type DeadLetter struct {
+	DeadLetterInfo
+	Header nats.Header
+	Data   []byte
+}
+
+// DeadLetterFilter selects dead letters; the zero value selects them all.
+type DeadLetterFilter struct {
+	Type   models.Type // "" for every type
+	Reason string      // substring of Dlq-Reason, case-insensitive; "" for any
+	Since  time.Time   // dead-lettered at or after; zero for no bound
+	Until  time.Time   // dead-lettered before; zero for no bound
+}
+
+// Matches reports whether d passes every condition of f.
+func (f DeadLetterFilter) Matches(d DeadLetterInfo) bool {
+	switch {
+	case f.Type != "" && d.Type != f.Type,
+		f.Reason != "" && !strings.Contains(strings.ToLower(d.Reason), strings.ToLower(f.Reason)),
+		!f.Since.IsZero() && d.DeadLetteredAt.Before(f.Since),
+		!f.Until.IsZero() && !d.DeadLetteredAt.Before(f.Until):
+		return false
+	}
+	return true
+}
+
+// IsZero reports whether f selects every dead letter.
+func (f DeadLetterFilter) IsZero() bool { return f == DeadLetterFilter{} }
 
 // replayMsgIDPrefix starts the Nats-Msg-Id of a replayed dead letter.
 const replayMsgIDPrefix = "replay-" + DLQStreamName + "-"
@@ -36,7 +72,15 @@ const replayMsgIDPrefix = "replay-" + DLQStreamName + "-"
 // message at or after a sequence, so the gaps replays leave cost nothing.
 // Each message is fetched whole (a photo's is ~8 MiB): keep limit modest.
 func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]DeadLetterInfo, error) {
-	const op = "messaging.ListDeadLetters"
+	return FindDeadLetters(ctx, js, DeadLetterFilter{}, limit)
+}
+
+// FindDeadLetters returns up to limit dead letters that f matches, oldest
+// first, read as ListDeadLetters reads them. A type filter asks the server
+// for that type's subject only; the other conditions are checked here, so a
+// narrow filter over a large DLQ fetches every message it passes over.
+func FindDeadLetters(ctx context.Context, js jetstream.JetStream, f DeadLetterFilter, limit int) ([]DeadLetterInfo, error) {
+	const op = "messaging.FindDeadLetters"
 	if limit < 1 {
 		return nil, ierr.Errorf(ierr.Invalid, op, "limit must be at least 1, not %d", limit)
 	}
@@ -49,8 +93,12 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]
 	if state.Msgs == 0 {
 		return out, nil
 	}
+	subject := DLQSubjectPrefix + "*"
+	if f.Type != "" {
+		subject = DLQSubject(f.Type)
+	}
 	for seq := max(state.FirstSeq, 1); seq <= state.LastSeq && len(out) < limit; {
-		raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(DLQSubjectPrefix+"*"))
+		raw, err := stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			break // nothing stored at or after seq
 		}
@@ -60,10 +108,49 @@ func ListDeadLetters(ctx context.Context, js jetstream.JetStream, limit int) ([]
 		if raw.Sequence > state.LastSeq {
 			break // dead-lettered after the listing began
 		}
-		out = append(out, deadLetterInfo(raw))
+		if d := deadLetterInfo(raw); f.Matches(d) {
+			out = append(out, d)
+		}
 		seq = raw.Sequence + 1
 	}
 	return out, nil
+}
+
+// GetDeadLetter returns the dead letter at sequence seq of TELEMETRY_DLQ;
+// a NotFound error when there is none.
+func GetDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetter, error) {
+	const op = "messaging.GetDeadLetter"
+	if seq == 0 {
+		return DeadLetter{}, ierr.Errorf(ierr.Invalid, op, "sequence must be at least 1")
+	}
+	stream, err := js.Stream(ctx, DLQStreamName)
+	if err != nil {
+		return DeadLetter{}, translate(op, err)
+	}
+	raw, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		return DeadLetter{}, translate(fmt.Sprintf("%s: dead letter %d", op, seq), err)
+	}
+	return DeadLetter{DeadLetterInfo: deadLetterInfo(raw), Header: raw.Header, Data: raw.Data}, nil
+}
+
+// PurgeDeadLetter deletes the dead letter at sequence seq of TELEMETRY_DLQ
+// for good and returns what it was; a NotFound error when there is none
+// (purged or replayed by someone else meanwhile).
+func PurgeDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetterInfo, error) {
+	const op = "messaging.PurgeDeadLetter"
+	d, err := GetDeadLetter(ctx, js, seq)
+	if err != nil {
+		return DeadLetterInfo{}, err
+	}
+	stream, err := js.Stream(ctx, DLQStreamName)
+	if err != nil {
+		return d.DeadLetterInfo, translate(op, err)
+	}
+	if err := stream.DeleteMsg(ctx, seq); err != nil {
+		return d.DeadLetterInfo, translate(fmt.Sprintf("%s: dead letter %d", op, seq), err)
+	}
+	return d.DeadLetterInfo, nil
 }
 
 // ReplayDeadLetter puts the dead letter at sequence seq of TELEMETRY_DLQ
@@ -134,6 +221,10 @@ func deadLetterInfo(raw *jetstream.RawStreamMsg) DeadLetterInfo {
 		Reason:          h.Get(HeaderDLQReason),
 		DeadLetteredAt:  raw.Time,
 		Size:            len(raw.Data),
+		MessageID:       bodyMessageID(raw.Data),
+	}
+	if t := models.Type(strings.TrimPrefix(raw.Subject, DLQSubjectPrefix)); isTelemetrySubject(t.Subject()) {
+		info.Type = t
 	}
 	info.OriginalSequence, _ = strconv.ParseUint(h.Get(HeaderDLQStreamSequence), 10, 64)
 	info.Deliveries, _ = strconv.ParseUint(h.Get(HeaderDLQDeliveries), 10, 64)
@@ -141,6 +232,18 @@ func deadLetterInfo(raw *jetstream.RawStreamMsg) DeadLetterInfo {
 		info.DeadLetteredAt = at
 	}
 	return info
+}
+
+// bodyMessageID reads message_id from a message body, ignoring every other
+// field; "" when the body is not a JSON object with a string message_id.
+func bodyMessageID(data []byte) string {
+	var m struct {
+		MessageID string `json:"message_id"`
+	}
+	if json.Unmarshal(data, &m) != nil {
+		return ""
+	}
+	return m.MessageID
 }
 
 func isTelemetrySubject(s string) bool {

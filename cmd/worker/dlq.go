@@ -19,22 +19,29 @@ import (
 )
 
 const dlqUsage = `usage:
-  worker dlq list [-n 50]              list the oldest dead letters of TELEMETRY_DLQ
-  worker dlq replay SEQ [SEQ...]       put these dead letters back on TELEMETRY
-  worker dlq replay -all [-n 1000]     replay the oldest dead letters, at most -n of them`
+  worker dlq list [-n 50] [FILTER]            list the oldest dead letters of TELEMETRY_DLQ
+  worker dlq show SEQ                         one dead letter: headers, reason, the reading's fields
+  worker dlq replay SEQ... | FILTER | -all    put dead letters back on TELEMETRY [-n 1000] [-actor NAME]
+  worker dlq purge SEQ... | FILTER | -all -yes
+                                              delete dead letters for good [-n 1000] [-actor NAME]
+FILTER (any combination; all must match):
+  -type gps|gyroscope|photo   -reason TEXT (substring, any case)
+  -since T   -until T         T: RFC 3339 (2026-11-28T10:00:00Z) or a duration ago (2h, 30m)
+purge without -yes prints what it would delete and exits 2, deleting nothing.`
 
 // dlqHelp prints what the dlq commands are, their usage and their
 // environment.
 func dlqHelp(out io.Writer) {
-	fmt.Fprintf(out, "worker dlq: inspect and replay the dead letters of TELEMETRY_DLQ (see docs/worker.md).\n\n%s\n\nenvironment (only NATS):\n", dlqUsage)
+	fmt.Fprintf(out, "worker dlq: inspect and replay the dead letters of TELEMETRY_DLQ, or purge them (see docs/worker.md).\n"+
+		"Every replay and purge is logged to stderr and, with DATABASE_URL, audited in audit_log.\n\n%s\n\nenvironment:\n", dlqUsage)
 	config.WriteVars(out, config.CommandDLQ)
 }
 
-// Exit codes of the dlq commands.
+// Exit codes of the commands.
 const (
 	exitOK    = 0
 	exitFail  = 1 // NATS unreachable, a replay failed, …
-	exitUsage = 2 // bad arguments or environment
+	exitUsage = 2 // bad arguments or environment; purge without -yes
 )
 
 // dlqCallTimeout bounds each JetStream request of the dlq commands (one
@@ -43,8 +50,17 @@ const (
 // Ctrl-C stops it between requests.
 const dlqCallTimeout = 30 * time.Second
 
+// dlqEnv is what a dlq command runs with once its arguments are parsed.
+type dlqEnv struct {
+	js     jetstream.JetStream
+	cfg    config.DLQ
+	out    io.Writer
+	errOut io.Writer
+}
+
 // runDLQ runs `worker dlq ARGS...` and returns the exit code. getenv is
-// handed to config.LoadDLQ; out gets the results, errOut the usage and errors.
+// handed to config.LoadDLQ; out gets the results, errOut the usage, errors
+// and the log of replays and purges.
 func runDLQ(ctx context.Context, args []string, getenv config.Getenv, out, errOut io.Writer) int {
 	usage := func(format string, a ...any) int {
 		fmt.Fprintf(errOut, "worker dlq: "+format+"\n%s\n", append(a, dlqUsage)...)
@@ -60,11 +76,12 @@ func runDLQ(ctx context.Context, args []string, getenv config.Getenv, out, errOu
 	if len(args) == 0 {
 		return usage("missing subcommand")
 	}
-	var run func(context.Context, jetstream.JetStream) int
+	var run func(context.Context, dlqEnv) int
 	switch sub, rest := args[0], args[1:]; sub {
 	case "list":
 		fs := newFlagSet("dlq list")
 		n := fs.Int("n", 50, "how many dead letters to list, oldest first")
+		ff := addFilterFlags(fs)
 		if err := fs.Parse(rest); err != nil {
 			return parseFailed(err)
 		}
@@ -74,40 +91,33 @@ func runDLQ(ctx context.Context, args []string, getenv config.Getenv, out, errOu
 		if *n < 1 {
 			return usage("-n must be at least 1")
 		}
-		run = func(ctx context.Context, js jetstream.JetStream) int { return dlqList(ctx, js, *n, out, errOut) }
-	case "replay":
-		fs := newFlagSet("dlq replay")
-		all := fs.Bool("all", false, "replay the oldest dead letters, at most -n")
-		n := fs.Int("n", 1000, "with -all: at most this many")
+		f, err := ff.filter(time.Now())
+		if err != nil {
+			return usage("%v", err)
+		}
+		run = func(ctx context.Context, e dlqEnv) int { return dlqList(ctx, e, f, *n) }
+	case "show":
+		fs := newFlagSet("dlq show")
 		if err := fs.Parse(rest); err != nil {
 			return parseFailed(err)
 		}
-		nSet := false
-		fs.Visit(func(f *flag.Flag) { nSet = nSet || f.Name == "n" })
-		switch {
-		case *all && fs.NArg() > 0:
-			return usage("give either -all or sequences, not both")
-		case !*all && fs.NArg() == 0:
-			return usage("replay needs sequences (see worker dlq list) or -all")
-		case !*all && nSet:
-			return usage("-n applies only with -all")
-		case *n < 1:
-			return usage("-n must be at least 1")
+		if fs.NArg() != 1 {
+			return usage("show takes one sequence (see worker dlq list)")
 		}
-		var seqs []uint64
-		for _, a := range fs.Args() {
-			seq, err := strconv.ParseUint(a, 10, 64)
-			if err != nil || seq == 0 {
-				return usage("%q is not a dead-letter sequence (a number from worker dlq list)", a)
-			}
-			seqs = append(seqs, seq)
+		seq, err := parseSeq(fs.Arg(0))
+		if err != nil {
+			return usage("%v", err)
 		}
-		run = func(ctx context.Context, js jetstream.JetStream) int {
-			if *all {
-				return dlqReplayAll(ctx, js, *n, out, errOut)
-			}
-			return dlqReplay(ctx, js, seqs, out, errOut)
+		run = func(ctx context.Context, e dlqEnv) int { return dlqShow(ctx, e, seq) }
+	case "replay", "purge":
+		act, err := parseAction(sub, rest)
+		if errors.Is(err, flag.ErrHelp) {
+			return parseFailed(err)
 		}
+		if err != nil {
+			return usage("%v", err)
+		}
+		run = func(ctx context.Context, e dlqEnv) int { return dlqAct(ctx, e, act) }
 	case "-h", "-help", "--help", "help":
 		dlqHelp(out)
 		return exitOK
@@ -120,101 +130,80 @@ func runDLQ(ctx context.Context, args []string, getenv config.Getenv, out, errOu
 		fmt.Fprintln(errOut, err) // "worker dlq configuration: NATS_URL: …"
 		return exitUsage
 	}
-	nc, err := messaging.Connect(ctx, cfg.NATSURL, "worker-dlq", cfg.NATSConnectWait)
+	js, closeNATS, code := connectJetStream(ctx, "worker dlq", "worker-dlq", cfg, errOut)
+	if code != exitOK {
+		return code
+	}
+	defer closeNATS()
+	return run(ctx, dlqEnv{js: js, cfg: cfg, out: out, errOut: errOut})
+}
+
+// connectJetStream reaches NATS for command cmd, or says in a sentence on
+// errOut why it could not and returns exitFail.
+func connectJetStream(ctx context.Context, cmd, name string, cfg config.DLQ, errOut io.Writer) (jetstream.JetStream, func(), int) {
+	nc, err := messaging.Connect(ctx, cfg.NATSURL, name, cfg.NATSConnectWait)
 	if err != nil {
 		var e *ierr.Error
 		if errors.As(err, &e) && e.Err != nil {
 			err = e.Err // "connecting to nats://…: nats: no servers available for connection"
 		}
-		fmt.Fprintf(errOut, "worker dlq: cannot reach NATS within NATS_CONNECT_TIMEOUT (%s): %v\n", cfg.NATSConnectWait, err)
-		return exitFail
+		fmt.Fprintf(errOut, "%s: cannot reach NATS within NATS_CONNECT_TIMEOUT (%s): %v\n", cmd, cfg.NATSConnectWait, err)
+		return nil, nil, exitFail
 	}
-	defer nc.Close()
 	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(dlqCallTimeout))
 	if err != nil {
-		fmt.Fprintf(errOut, "worker dlq: %v\n", err)
-		return exitFail
+		nc.Close()
+		fmt.Fprintf(errOut, "%s: %v\n", cmd, err)
+		return nil, nil, exitFail
 	}
-	return run(ctx, js)
+	return js, nc.Close, exitOK
 }
 
 func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // runDLQ prints the error and the usage once
+	fs.SetOutput(io.Discard) // the caller prints the error and the usage once
 	return fs
 }
 
-func dlqList(ctx context.Context, js jetstream.JetStream, n int, out, errOut io.Writer) int {
-	list, err := messaging.ListDeadLetters(ctx, js, n)
+func parseSeq(a string) (uint64, error) {
+	seq, err := strconv.ParseUint(a, 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("%q is not a dead-letter sequence (a number from worker dlq list)", a)
+	}
+	return seq, nil
+}
+
+func dlqList(ctx context.Context, e dlqEnv, f messaging.DeadLetterFilter, n int) int {
+	list, err := messaging.FindDeadLetters(ctx, e.js, f, n)
 	if err != nil {
-		fmt.Fprintf(errOut, "worker dlq list: %s\n", explain(0, err))
+		fmt.Fprintf(e.errOut, "worker dlq list: %s\n", explain(0, err))
 		return exitFail
 	}
-	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	if err := writeDeadLetters(e.out, list); err != nil {
+		fmt.Fprintf(e.errOut, "worker dlq list: %v\n", err)
+		return exitFail
+	}
+	total := uint64(len(list))
+	if s, err := e.js.Stream(ctx, messaging.DLQStreamName); err == nil {
+		total = max(total, s.CachedInfo().State.Msgs)
+	}
+	if f.IsZero() {
+		fmt.Fprintf(e.out, "%d of %d dead letters, oldest first\n", len(list), total)
+	} else {
+		fmt.Fprintf(e.out, "%d matching of %d dead letters, oldest first\n", len(list), total)
+	}
+	return exitOK
+}
+
+// writeDeadLetters prints list as the table of `worker dlq list`.
+func writeDeadLetters(w io.Writer, list []messaging.DeadLetterInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SEQ\tDEAD-LETTERED-AT\tORIGINAL-SUBJECT\tDELIVERIES\tSIZE\tREASON")
 	for _, d := range list {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\n", d.Sequence, d.DeadLetteredAt.UTC().Format(time.RFC3339),
 			oneLine(d.OriginalSubject), d.Deliveries, d.Size, oneLine(d.Reason))
 	}
-	if err := tw.Flush(); err != nil {
-		fmt.Fprintf(errOut, "worker dlq list: %v\n", err)
-		return exitFail
-	}
-	total := uint64(len(list))
-	if s, err := js.Stream(ctx, messaging.DLQStreamName); err == nil {
-		total = max(total, s.CachedInfo().State.Msgs)
-	}
-	fmt.Fprintf(out, "%d of %d dead letters, oldest first\n", len(list), total)
-	return exitOK
-}
-
-func dlqReplay(ctx context.Context, js jetstream.JetStream, seqs []uint64, out, errOut io.Writer) int {
-	replayed := 0
-	for _, seq := range seqs {
-		err := replayOne(ctx, js, seq, out)
-		if err == nil {
-			replayed++
-			continue
-		}
-		fmt.Fprintf(errOut, "worker dlq replay: %s\n", explain(seq, err))
-		if ierr.Is(err, ierr.Unavailable) || errors.Is(err, jetstream.ErrStreamNotFound) {
-			break // NATS is down, the stream full or missing: the rest would fail too
-		}
-	}
-	if replayed < len(seqs) {
-		fmt.Fprintf(errOut, "worker dlq replay: %d of %d not replayed\n", len(seqs)-replayed, len(seqs))
-		return exitFail
-	}
-	return exitOK
-}
-
-// dlqReplayAll replays the oldest n dead letters as listed before the first
-// replay: a message that fails again while this runs is dead-lettered under
-// a new sequence and is not replayed a second time.
-func dlqReplayAll(ctx context.Context, js jetstream.JetStream, n int, out, errOut io.Writer) int {
-	list, err := messaging.ListDeadLetters(ctx, js, n)
-	if err != nil {
-		fmt.Fprintf(errOut, "worker dlq replay: %s\n", explain(0, err))
-		return exitFail
-	}
-	if len(list) == 0 {
-		fmt.Fprintln(out, "no dead letters")
-		return exitOK
-	}
-	seqs := make([]uint64, 0, len(list))
-	for _, d := range list {
-		seqs = append(seqs, d.Sequence)
-	}
-	return dlqReplay(ctx, js, seqs, out, errOut)
-}
-
-func replayOne(ctx context.Context, js jetstream.JetStream, seq uint64, out io.Writer) error {
-	d, err := messaging.ReplayDeadLetter(ctx, js, seq)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "replayed %d to %s (%d bytes, was TELEMETRY sequence %d)\n", seq, d.OriginalSubject, d.Size, d.OriginalSequence)
-	return nil
+	return tw.Flush()
 }
 
 // explain is the sentence an operator reads for a failed request about dead

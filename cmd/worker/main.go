@@ -4,9 +4,8 @@
 //
 //	worker          run the worker (default)
 //	worker migrate  apply the database migrations and exit (needs DATABASE_URL only)
-//	worker dlq list [-n 50]
-//	worker dlq replay SEQ [SEQ...] | -all [-n 1000]
-//	                inspect and replay dead letters (needs NATS_URL only; see dlq.go)
+//	worker dlq list|show|replay|purge ...
+//	                inspect, replay and purge dead letters (NATS_URL; DATABASE_URL to audit)
 package main
 
 import (
@@ -31,7 +30,8 @@ docs/worker.md.
 const usage = `usage:
   worker                        run the worker (the default)
   worker migrate                apply the database migrations and exit
-  worker dlq list|replay ...    inspect and replay dead letters (worker dlq -h)
+  worker dlq list|show|replay|purge ...
+                                inspect, replay and purge dead letters (worker dlq -h)
   worker -h | help [COMMAND]    this help, or a command's`
 
 const migrateAbout = `worker migrate: apply the database migrations to DATABASE_URL and exit. The
