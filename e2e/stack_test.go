@@ -50,7 +50,9 @@ type stack struct {
 	fake   *rekognitionfake.Server
 	apiURL string
 	env    map[string]string
-	worker func() // stops the worker started last
+	worker func()             // stops the worker started last
+	logs   *testenv.LogBuffer // everything the API and the workers logged, scanned by noSecretsLogged
+	photos []string           // base64 of every photo posted, for the same scan
 }
 
 // newStack starts NATS, PostgreSQL, the Rekognition emulator and the API.
@@ -58,7 +60,10 @@ type stack struct {
 // it is down. extra overrides environment variables of both binaries.
 func newStack(t *testing.T, extra map[string]string) *stack {
 	t.Helper()
-	s := &stack{t: t, nats: testenv.NATS(t), dsn: extra["DATABASE_URL"], fake: rekognitionfake.New()}
+	s := &stack{t: t, nats: testenv.NATS(t), dsn: extra["DATABASE_URL"], fake: rekognitionfake.New(),
+		logs: &testenv.LogBuffer{}}
+	// Registered first, so it runs last: after the API and every worker stopped.
+	t.Cleanup(s.noSecretsLogged)
 	if s.dsn == "" {
 		s.dsn = testenv.Postgres(t)
 	}
@@ -86,7 +91,7 @@ func newStack(t *testing.T, extra map[string]string) *stack {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := api.New(ctx, cfg, quietLog())
+	srv, err := api.New(ctx, cfg, s.logger())
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -129,7 +134,7 @@ func (s *stack) startWorker() {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- worker.RunWith(ctx, cfg, quietLog(), worker.Options{Rekognition: client}) }()
+	go func() { errc <- worker.RunWith(ctx, cfg, s.logger(), worker.Options{Rekognition: client}) }()
 	stopped := false
 	s.worker = func() {
 		if stopped {
