@@ -6,6 +6,7 @@
 //	worker migrate  apply the database migrations and exit (needs DATABASE_URL only)
 //	worker dlq list|show|replay|purge ...
 //	                inspect, replay and purge dead letters (NATS_URL; DATABASE_URL to audit)
+//	worker rekey    re-seal photos under old keys with the active one (rekey.go)
 package main
 
 import (
@@ -32,6 +33,8 @@ const usage = `usage:
   worker migrate                apply the database migrations and exit
   worker dlq list|show|replay|purge ...
                                 inspect, replay and purge dead letters (worker dlq -h)
+  worker rekey [-batch N] [-rate R]
+                                re-seal old photos with the active key (worker rekey -h)
   worker -h | help [COMMAND]    this help, or a command's`
 
 const migrateAbout = `worker migrate: apply the database migrations to DATABASE_URL and exit. The
@@ -72,6 +75,8 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 		return runWorker(ctx, getenv, stdout, stderr)
 	case "dlq":
 		return runDLQ(ctx, rest, getenv, stdout, stderr)
+	case "rekey":
+		return runRekey(ctx, rest, getenv, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "worker: unknown command %q\n%s\n", cmd, usage)
 	return exitUsage
@@ -95,8 +100,10 @@ func help(args []string, stdout, stderr io.Writer) int {
 		config.WriteVars(stdout, config.CommandMigrate)
 	case "dlq":
 		dlqHelp(stdout)
+	case "rekey":
+		rekeyHelp(stdout)
 	default:
-		fmt.Fprintf(stderr, "worker: no help for %q; the commands are migrate and dlq\n%s\n", topic, usage)
+		fmt.Fprintf(stderr, "worker: no help for %q; the commands are migrate, dlq and rekey\n%s\n", topic, usage)
 		return exitUsage
 	}
 	return exitOK
