@@ -7,6 +7,7 @@
 //	worker dlq list|show|replay|purge ...
 //	                inspect, replay and purge dead letters (NATS_URL; DATABASE_URL to audit)
 //	worker rekey    re-seal photos under old keys with the active one (rekey.go)
+//	worker status   backlog, dead letters and database at a glance (status.go)
 package main
 
 import (
@@ -35,6 +36,7 @@ const usage = `usage:
                                 inspect, replay and purge dead letters (worker dlq -h)
   worker rekey [-batch N] [-rate R]
                                 re-seal old photos with the active key (worker rekey -h)
+  worker status                 backlog per type, dead letters, database (worker status -h)
   worker -h | help [COMMAND]    this help, or a command's`
 
 const migrateAbout = `worker migrate: apply the database migrations to DATABASE_URL and exit. The
@@ -77,6 +79,8 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 		return runDLQ(ctx, rest, getenv, stdout, stderr)
 	case "rekey":
 		return runRekey(ctx, rest, getenv, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, getenv, stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "worker: unknown command %q\n%s\n", cmd, usage)
 	return exitUsage
@@ -102,8 +106,10 @@ func help(args []string, stdout, stderr io.Writer) int {
 		dlqHelp(stdout)
 	case "rekey":
 		rekeyHelp(stdout)
+	case "status":
+		statusHelp(stdout)
 	default:
-		fmt.Fprintf(stderr, "worker: no help for %q; the commands are migrate, dlq and rekey\n%s\n", topic, usage)
+		fmt.Fprintf(stderr, "worker: no help for %q; the commands are migrate, dlq, rekey and status\n%s\n", topic, usage)
 		return exitUsage
 	}
 	return exitOK
