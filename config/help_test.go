@@ -33,6 +33,10 @@ var helpLoaders = map[string]func(config.Getenv) []any{
 		c, err := config.LoadDLQ(g)
 		return []any{c, err}
 	},
+	config.CommandRekey: func(g config.Getenv) []any {
+		c, err := config.LoadRekey(g)
+		return []any{c, err}
+	},
 }
 
 // requiredEnv holds a valid value of each required variable.
