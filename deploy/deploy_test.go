@@ -213,23 +213,27 @@ func TestComposeAdminPortsStayPrivate(t *testing.T) {
 	}
 }
 
-// TestComposeEnvironmentLoads interpolates the compose environment with
-// .env.example's values, as `docker compose` would, and feeds it to the
-// binaries' own configuration loaders.
+// TestComposeEnvironmentLoads feeds each binary's environment, as
+// compose-go interpolates it from a .env made of .env.example with its
+// placeholders filled in, to the binaries' own configuration loaders.
 func TestComposeEnvironmentLoads(t *testing.T) {
-	svc := byContainer(t, loadCompose(t))
-	dotenv := readDotenv(t, envExample)
-	// .env.example holds placeholders on purpose (TestEnvExampleSecretsAreRefused);
-	// generate the secrets, as an operator following its comments would.
-	dotenv["API_KEYS"] = "phone-fleet:" + randomHex(32) + ":ingest,frontend:" + randomHex(32) + ":read"
-	dotenv["ENCRYPTION_KEYS"] = "k1:" + randomBase64(32)
-	dotenv["POSTGRES_PASSWORD"] = randomHex(24)
-	dotenv["API_DB_PASSWORD"] = randomHex(24)
-
-	if _, err := config.LoadAPI(composeEnv(t, svc["challenge_app_api"], dotenv)); err != nil {
+	p := mustLoadProject(t)
+	for name, vars := range map[string][]string{"api": requiredEnv["challenge_app_api"], "worker": requiredEnv["challenge_app_worker"]} {
+		env := loadedEnv(t, p, name)
+		for _, v := range vars {
+			if _, ok := env[v]; !ok {
+				t.Errorf("%s: environment lacks %s", name, v)
+			}
+		}
+	}
+	getenv := func(service string) config.Getenv {
+		env := loadedEnv(t, p, service)
+		return func(k string) string { return env[k] }
+	}
+	if _, err := config.LoadAPI(getenv("api")); err != nil {
 		t.Errorf("challenge_app_api environment: %v", err)
 	}
-	if _, err := config.LoadWorker(composeEnv(t, svc["challenge_app_worker"], dotenv)); err != nil {
+	if _, err := config.LoadWorker(getenv("worker")); err != nil {
 		t.Errorf("challenge_app_worker environment: %v", err)
 	}
 }
@@ -537,9 +541,12 @@ func TestDockerignoreKeepsLocalStateOut(t *testing.T) {
 
 // The API and the worker must agree on the JetStream topology (whichever
 // starts first writes it) and on MAX_FUTURE_SKEW (the worker re-checks what
-// the API accepted): both get the same values from one block.
+// the API accepted): both get the same values from one block, as written
+// and as compose-go merges and interpolates it.
 func TestComposeSharedSettingsReachBothBinaries(t *testing.T) {
 	c := loadCompose(t)
+	p := mustLoadProject(t)
+	api, worker := loadedEnv(t, p, "api"), loadedEnv(t, p, "worker")
 	for _, k := range []string{"MAX_FUTURE_SKEW", "NATS_REPLICAS", "STREAM_MAX_BYTES", "STREAM_MAX_AGE",
 		"STREAM_DUPLICATE_WINDOW", "DLQ_MAX_AGE", "CONSUMER_ACK_WAIT", "CONSUMER_MAX_DELIVER", "CONSUMER_MAX_ACK_PENDING"} {
 		want, ok := c.SharedEnv[k]
@@ -551,6 +558,9 @@ func TestComposeSharedSettingsReachBothBinaries(t *testing.T) {
 			if got := c.Services[name].Environment[k]; got != want {
 				t.Errorf("%s: %s = %q, want the shared %q", name, k, got, want)
 			}
+		}
+		if a, w := api[k], worker[k]; a == "" || a != w {
+			t.Errorf("loaded: %s = %q for the api, %q for the worker; want one non-empty value", k, a, w)
 		}
 	}
 }
