@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/challenge-v3/challenge-v3/internal/localpg"
 	"github.com/challenge-v3/challenge-v3/internal/openapitest"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
@@ -203,4 +205,259 @@ func (s *stack) rawPost(path string, body map[string]any) *http.Response {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp
+}
+
+// load posts GPS and gyroscope readings through the stack's API from a few
+// goroutines until stopped, recording every 202. Anything but 202 or a 503
+// (the only truthful refusal while a dependency is down) fails the test.
+func (s *stack) load(a *accepted, goroutines int, pause time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; ; i += goroutines {
+				select {
+				case <-done:
+					return
+				case <-time.After(pause):
+				}
+				path, typ, body := "/telemetry/gps", models.TypeGPS, gpsBody(fmt.Sprintf("load-%d", g), i)
+				if i%2 == 1 {
+					path, typ = "/telemetry/gyroscope", models.TypeGyroscope
+					body = map[string]any{"device_id": fmt.Sprintf("load-%d", g), "timestamp": 1764324000 + i, "x": i, "y": -i, "z": 0.5}
+				}
+				switch status, out := s.post(path, body, nil); status {
+				case http.StatusAccepted:
+					a.add(out["id"].(string), typ)
+				case http.StatusServiceUnavailable:
+				default:
+					s.t.Errorf("POST %s: %d %v", path, status, out)
+					return
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(done)
+			wg.Wait()
+		})
+	}
+	s.t.Cleanup(stop)
+	return stop
+}
+
+// ackPending is how many delivered messages the worker's consumers wait
+// for an ack of: a batch in flight.
+func (s *stack) ackPending() int {
+	s.t.Helper()
+	n := 0
+	for _, typ := range models.Types {
+		c, err := s.js.Consumer(context.Background(), messaging.StreamName, messaging.ConsumerName(typ))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		info, err := c.Info(context.Background())
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		n += info.NumAckPending
+	}
+	return n
+}
+
+// The real worker binary is killed with SIGKILL while it holds a batch
+// (delivered, not acknowledged), three times, and restarted each time,
+// while readings keep arriving through the API. The batch a kill
+// interrupts was never committed or was committed without its ack: either
+// way it is redelivered after AckWait, and every reading is stored once.
+func TestWorkerSIGKILLMidBatchStoresEachOnce(t *testing.T) {
+	const ackWait = 2 * time.Second
+	bin := buildCommand(t, "worker")
+	s := newStack(t, map[string]string{"CONSUMER_ACK_WAIT": ackWait.String(), "RECOGNITION_TIMEOUT": "900ms",
+		"REKOGNITION_COLLECTION_ID": ""})
+	var a accepted
+	stop := s.load(&a, 4, 3*time.Millisecond)
+	stored := func() int { return s.count(`SELECT count(*) FROM gps`) + s.count(`SELECT count(*) FROM gyroscope`) }
+
+	const kills = 3
+	var held []int
+	var lastKill time.Time
+	for k := range kills {
+		w := s.startProcess(bin, nil)
+		base := stored()
+		s.eventually("the worker storing", func() (bool, string) {
+			n := stored()
+			return n >= base+50, fmt.Sprintf("%d stored, want %d", n, base+50)
+		})
+		pending := 0
+		s.eventually("a batch in flight", func() (bool, string) {
+			pending = s.ackPending()
+			return pending > 0, "no message awaiting an ack"
+		})
+		w.signal(t, syscall.SIGKILL, 5*time.Second)
+		lastKill = time.Now()
+		after := s.ackPending()
+		t.Logf("kill %d: %d messages awaiting an ack just before, %d just after", k+1, pending, after)
+		held = append(held, after)
+	}
+	s.startProcess(bin, nil)
+	time.Sleep(ackWait) // load on through the last restart's redeliveries
+	stop()
+	if t.Failed() {
+		t.FailNow()
+	}
+	r := s.storedExactlyOnce(&a, lastKill)
+	// A message held at one kill can still be held (waiting out AckWait) at
+	// the next: the figures per kill overlap; redelivered does not.
+	r.log(t, fmt.Sprintf("worker SIGKILLed %d times (messages held at each kill %v, AckWait %s)", kills, held, ackWait))
+	if r.redelivered == 0 {
+		t.Error("nothing was redelivered: no kill interrupted a batch")
+	}
+}
+
+// outcome is how one request of the SIGTERM test ended.
+type outcome struct {
+	status int // 0: a transport error
+	id     string
+	took   time.Duration
+}
+
+// The real api binary gets SIGTERM while eight clients post readings: it
+// stops accepting, finishes what is in flight and exits within its
+// shutdown budget. Every request ends in time with a truthful answer:
+// 202 (and the reading is stored, once), 503, or a connection error
+// (refused once the listener is closed); a reading answered anything but
+// 202 may still be stored only if the answer was an error a client
+// retries with its Idempotency-Key, and then once.
+func TestAPISIGTERMUnderLoadAnswersTruthfully(t *testing.T) {
+	const budget = 5 * time.Second
+	bin := buildCommand(t, "api")
+	s := newStack(t, map[string]string{"SHUTDOWN_TIMEOUT": budget.String()})
+	s.startWorker()
+	port, err := localpg.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	p := s.startProcess(bin, map[string]string{"HTTP_ADDR": fmt.Sprintf("127.0.0.1:%d", port), "ADMIN_ADDR": "127.0.0.1:0"})
+
+	client := &http.Client{Timeout: 3 * budget}
+	post := func(device string, i int) outcome {
+		b, _ := json.Marshal(gpsBody(device, i))
+		req, _ := http.NewRequest(http.MethodPost, base+"/telemetry/gps", bytes.NewReader(b))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-API-Key", apiSecret)
+		began := time.Now()
+		resp, err := client.Do(req)
+		o := outcome{took: time.Since(began)}
+		if err != nil {
+			return o
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		o.status = resp.StatusCode
+		o.id, _ = out["id"].(string)
+		return o
+	}
+	var a accepted
+	s.eventually("the api binary accepting", func() (bool, string) {
+		o := post("probe", 0)
+		if o.status == http.StatusAccepted {
+			a.add(o.id, models.TypeGPS)
+		}
+		return o.status == http.StatusAccepted, fmt.Sprint(o.status)
+	})
+
+	const clients = 8
+	var mu sync.Mutex
+	outcomes := map[int]outcome{}
+	var okBefore int
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := c; ; i += clients {
+				o := post("sigterm", i)
+				mu.Lock()
+				outcomes[i] = o
+				if o.status == http.StatusAccepted {
+					okBefore++
+				}
+				mu.Unlock()
+				select {
+				case <-p.exited:
+					return // this request ran after the exit: refused
+				default:
+				}
+			}
+		}()
+	}
+	s.eventually("load flowing", func() (bool, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		return okBefore >= 200, fmt.Sprintf("%d accepted", okBefore)
+	})
+	sigterm := time.Now()
+	exit := p.signal(t, syscall.SIGTERM, budget+5*time.Second)
+	wg.Wait()
+	if p.err != nil {
+		t.Errorf("the api exited with %v after SIGTERM, want 0", p.err)
+	}
+
+	counts := map[string]int{}
+	var slowest time.Duration
+	for i, o := range outcomes {
+		slowest = max(slowest, o.took)
+		switch o.status {
+		case http.StatusAccepted:
+			counts["202"]++
+			a.add(o.id, models.TypeGPS)
+		case http.StatusServiceUnavailable:
+			counts["503"]++
+		case 0:
+			counts["connection error"]++
+		default:
+			t.Errorf("request %d answered %d during the shutdown", i, o.status)
+		}
+		if o.took > budget+time.Second {
+			t.Errorf("request %d took %s, past the %s shutdown budget", i, o.took, budget)
+		}
+	}
+	// A reading stored without a 202 (its answer lost to the shutdown) is
+	// allowed only if its request ended in an error; it joins the set, so
+	// it too must be stored once.
+	s.eventually("every 202 stored", func() (bool, string) {
+		n := s.count(`SELECT count(*) FROM gps WHERE device_id = 'sigterm'`)
+		return n >= counts["202"], fmt.Sprintf("%d stored, %d answered 202", n, counts["202"])
+	})
+	rows, err := s.db.Query(context.Background(), `SELECT message_id::text, extract(epoch FROM recorded_at)::bigint - 1764324000
+		FROM gps WHERE device_id = 'sigterm'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unanswered := 0
+	for rows.Next() {
+		var id string
+		var i int
+		if err := rows.Scan(&id, &i); err != nil {
+			t.Fatal(err)
+		}
+		if o := outcomes[i]; o.status != http.StatusAccepted {
+			if o.status != 0 {
+				t.Errorf("reading %d is stored but was answered %d", i, o.status)
+			}
+			unanswered++
+			a.add(id, models.TypeGPS)
+		}
+	}
+	rows.Close()
+	r := s.storedExactlyOnce(&a, sigterm)
+	r.log(t, fmt.Sprintf("api SIGTERMed under load (exit after %s, budget %s; answers %v; slowest request %s; stored without a 202: %d)",
+		exit.Round(time.Millisecond), budget, counts, slowest.Round(time.Millisecond), unanswered))
 }
