@@ -70,6 +70,7 @@ func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger
 	mux.HandleFunc(RouteGyroscope, ing.gyroscope)
 	mux.HandleFunc(RouteGPS, ing.gps)
 	mux.HandleFunc(RoutePhoto, ing.photo)
+	mux.HandleFunc(RouteBatch, ing.batch)
 	readRoutes(mux, b, orDefault(cfg.ImageMaxInFlight, config.DefaultImageMaxInFlight))
 	docs, err := newDocs()
 	if err != nil {

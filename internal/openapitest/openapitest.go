@@ -106,6 +106,12 @@ var (
 	loadErr  error
 )
 
+func init() {
+	// NDJSON (the batch route) is validated as text: its lines are the
+	// server's to judge one by one.
+	openapi3filter.RegisterBodyDecoder("application/x-ndjson", openapi3filter.FileBodyDecoder)
+}
+
 func load() (*spec, error) {
 	loadOnce.Do(func() { loaded, loadErr = loadSpec(openapi.JSON()) })
 	return loaded, loadErr
