@@ -97,7 +97,7 @@ func BenchmarkPhotoUploadMemory(b *testing.B) {
 	n := config.DefaultPhotoMaxInFlight
 	g := &gate{}
 	s := newStackWrapped(b, func(c *config.API) {
-		c.PhotoMaxInFlight = n
+		c.PhotoMaxInFlight, c.PhotoPerClient = n, n // every upload comes from this one client
 		c.Topology.MaxBytes = 1 << 30
 		c.PublishTimeout, c.RequestTimeout, c.ShutdownTimeout = 30*time.Second, 60*time.Second, 90*time.Second
 	}, Backends{}, func(p publisher) publisher { g.publisher = p; return g })
@@ -120,6 +120,9 @@ func BenchmarkPhotoUploadMemory(b *testing.B) {
 			for b.Loop() {
 				round := &gateRound{arrived: make(chan struct{}, n), open: make(chan struct{})}
 				g.cur.Store(round)
+				var opened sync.Once
+				openGate := func() { opened.Do(func() { close(round.open) }) }
+				b.Cleanup(openGate) // a failed round must not hold the server's close
 				base := liveHeap()
 				sampler := sampleHeap()
 				var wg sync.WaitGroup
@@ -151,7 +154,7 @@ func BenchmarkPhotoUploadMemory(b *testing.B) {
 				}
 				p := sampler.peak()
 				l := liveHeap()
-				close(round.open)
+				openGate()
 				wg.Wait()
 				close(errs)
 				for err := range errs {
