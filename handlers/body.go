@@ -34,9 +34,14 @@ const maxFormValue = 1 << 10
 // bodyReader remembers the first read error of a request body, so a body
 // that is too large or broken off is told apart from one that is bad JSON.
 type bodyReader struct {
-	r   io.Reader
-	err error
+	r    io.Reader
+	err  error
+	size int64 // the request's Content-Length, capped at its limit; 0 unknown
 }
+
+// SizeHint is how many bytes the body announced (models.SizeHinter): the
+// decoder reads it into one buffer of that size instead of growing one.
+func (b *bodyReader) SizeHint() int64 { return b.size }
 
 func (b *bodyReader) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
@@ -94,7 +99,7 @@ func requireJSON(w http.ResponseWriter, r *http.Request) error {
 // fields, duplicate keys and trailing data are refused there).
 func decodeJSON[T any](w http.ResponseWriter, r *http.Request, pc pace, limit int64, decode func(io.Reader) (T, error)) (T, error) {
 	paced := pc.body(w, r)
-	body := &bodyReader{r: http.MaxBytesReader(w, paced, limit)}
+	body := &bodyReader{r: http.MaxBytesReader(w, paced, limit), size: min(max(r.ContentLength, 0), limit)}
 	v, err := decode(body)
 	paced.done()
 	if body.err != nil {

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 var photoKeys = []string{"device_id", "timestamp", "photo"}
@@ -86,5 +88,27 @@ func TestScanObjectLeavesNestedValuesToEncodingJSON(t *testing.T) {
 	_, fe, err := decodeObject(strings.NewReader(`{"photo":{"a":1}}`), photoKeys...)
 	if err != nil || len(fe.named) != 0 {
 		t.Fatalf("nested value: fe=%v err=%v (the field check reports it later)", fe, err)
+	}
+}
+
+type hinted struct {
+	io.Reader
+	hint int64
+}
+
+func (h hinted) SizeHint() int64 { return h.hint }
+
+// readBody returns exactly the body whatever the hint says: right, short,
+// long or absent.
+func TestReadBodyWithAnyHint(t *testing.T) {
+	body := bytes.Repeat([]byte("0123456789"), 1000)
+	for _, hint := range []int64{0, 1, 9999, 10000, 10001, 50000} {
+		got, err := readBody(hinted{iotest.OneByteReader(bytes.NewReader(body)), hint})
+		if err != nil || !bytes.Equal(got, body) {
+			t.Errorf("hint %d: %d bytes, err %v; want the %d-byte body", hint, len(got), err, len(body))
+		}
+	}
+	if got, _ := readBody(hinted{bytes.NewReader(body), int64(len(body))}); cap(got) != len(body)+1 {
+		t.Errorf("right hint: capacity %d, want %d (one buffer, no growth)", cap(got), len(body)+1)
 	}
 }
