@@ -95,6 +95,11 @@ Read it back (a second or so later), newest first:
 
   curl -s '%s/telemetry/gps?device_id=00:0a:95:9d:68:16&limit=5' -H 'X-API-Key: %s'
 
+Send a photo (from the repository root); the photo table says whether its face is new or known:
+
+  curl -i %s/telemetry/photo -H 'X-API-Key: %s' \
+    -F device_id=cam-1 -F timestamp=%s -F photo=@testdata/faces/grace_hopper.jpg
+
 Watch readings arrive live (leave it running, send readings from another terminal):
 
   curl -N '%s/telemetry/stream' -H 'X-API-Key: %s'
@@ -105,11 +110,13 @@ In PostgreSQL, with the audit trail:
 
   %s '%s' \
     -c 'SELECT device_id, latitude, longitude, recorded_at FROM gps ORDER BY id DESC LIMIT 5' \
+    -c 'SELECT device_id, recognition_status, face_id, similarity FROM photo ORDER BY id DESC LIMIT 5' \
     -c 'SELECT occurred_at, actor, action, resource_id FROM audit_log ORDER BY id DESC LIMIT 5'
 
 `, b.apiURL, b.rateLimit, b.apiAdmin, b.workerAdmin, b.natsURL, b.natsStore, redact(b.dsn), b.apiDBUser, b.rekognition, keyLine,
 		b.apiURL, key, ts,
 		b.apiURL, key,
+		b.apiURL, key, ts,
 		b.apiURL, key,
 		b.apiURL,
 		psqlPath(), b.dsn)

@@ -1,15 +1,16 @@
 // Package devstack runs the whole system on one machine without Docker, for
 // `make run`: an embedded NATS server with JetStream, a local PostgreSQL
-// cluster (or the server named by DATABASE_URL), and the API and the worker
-// in-process, each configured through its own config loader exactly as the
-// deployed binaries are.
+// cluster (or the server named by DATABASE_URL), local face recognition
+// behind the Rekognition API (rekognitionlocal) unless AWS is configured, and
+// the API and the worker in-process, each configured through its own config
+// loader exactly as the deployed binaries are.
 //
 // State that must outlive a run lives under Config.Dir (./.devstack): the
-// JetStream store, the PostgreSQL cluster, the photo encryption keys (rows
-// encrypted by one run must decrypt in the next, including under keys a
-// run was given in ENCRYPTION_KEYS), the dev API key (so a printed curl
-// line keeps working) and the password of the API's database role.
-// `make clean` deletes it.
+// JetStream store, the PostgreSQL cluster, the face collection, the photo
+// encryption keys (rows encrypted by one run must decrypt in the next,
+// including under keys a run was given in ENCRYPTION_KEYS), the dev API key
+// (so a printed curl line keeps working) and the password of the API's
+// database role. `make clean` deletes it.
 //
 // The worker connects as the database owner (it migrates and writes); the
 // API as APIRole, a login role in challenge_reader (migration 0002) that the
@@ -95,8 +96,9 @@ func ConfigFromEnv(getenv config.Getenv) Config {
 }
 
 // Run starts the stack and blocks until ctx is cancelled (Ctrl-C) or a part
-// fails; it then stops the API and the worker, the Rekognition emulator, the
-// PostgreSQL cluster if it started one, and NATS last.
+// fails; it then stops the API and the worker, the local face recognition
+// service if it started one, the PostgreSQL cluster if it started one, and
+// NATS last.
 func Run(ctx context.Context, cfg Config) (err error) {
 	s := &stack{cfg: withDefaults(cfg)}
 	s.log = s.logger("devstack", slog.LevelInfo)
@@ -125,10 +127,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 			err = errors.Join(err, stopErr) // Run's result
 		}
 	}()
-	if s.rekog, err = startRekognition(s.cfg.Getenv, s.cfg.Dir); err != nil {
+	if s.rekog, err = startRekognition(s.cfg.Getenv, s.cfg.Dir, s.logger("rekognition-local", slog.LevelInfo)); err != nil {
 		return err
 	}
-	defer s.rekog.close()
+	defer func() {
+		if stopErr := s.rekog.close(); stopErr != nil {
+			err = errors.Join(err, stopErr) // Run's result
+		}
+	}()
 	return s.runAPIAndWorker(ctx)
 }
 

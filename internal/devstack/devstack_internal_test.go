@@ -7,6 +7,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -201,6 +202,76 @@ func TestAWSConfigured(t *testing.T) {
 	if !awsConfigured(mapEnv(map[string]string{"AWS_SHARED_CREDENTIALS_FILE": creds})) {
 		t.Error("shared credentials file: not seen as configured")
 	}
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, ".aws"), 0o755)
+	os.WriteFile(filepath.Join(home, ".aws", "config"), []byte("[default]\nregion = eu-west-1\n"), 0o600)
+	if !awsConfigured(mapEnv(map[string]string{"HOME": home})) {
+		t.Error("~/.aws/config in the HOME the environment gives: not seen as configured")
+	}
+}
+
+// TestStartRekognitionWithoutAWS: no AWS configuration starts the local
+// face recognition service, which the worker's configuration points at and
+// which stops with close; AWS configured starts nothing.
+func TestStartRekognitionWithoutAWS(t *testing.T) {
+	t.Setenv("HOME", t.TempDir()) // no ~/.aws here
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	rs, err := startRekognition(mapEnv(nil), dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			rs.close()
+		}
+	})
+	if !strings.Contains(rs.describe, "local face recognition") {
+		t.Errorf("banner line %q does not say it is local face recognition", rs.describe)
+	}
+	cfg, err := config.LoadWorker(overlay(mapEnv(map[string]string{
+		"NATS_URL": "nats://127.0.0.1:4222", "DATABASE_URL": "postgres://x@127.0.0.1/x",
+		"ENCRYPTION_KEY": base64.StdEncoding.EncodeToString(make([]byte, 32)),
+	}), rs.env))
+	if err != nil {
+		t.Fatalf("the worker's configuration with the overlay: %v", err)
+	}
+	if cfg.RekognitionEndpoint != rs.env["AWS_ENDPOINT_URL_REKOGNITION"] || cfg.RekognitionCollectionID != localCollection {
+		t.Errorf("worker configured with endpoint %q, collection %q; want %q, %q",
+			cfg.RekognitionEndpoint, cfg.RekognitionCollectionID, rs.env["AWS_ENDPOINT_URL_REKOGNITION"], localCollection)
+	}
+
+	// It answers Rekognition's protocol.
+	req, _ := http.NewRequest(http.MethodPost, cfg.RekognitionEndpoint+"/", strings.NewReader("{}"))
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	req.Header.Set("X-Amz-Target", "RekognitionService.ListCollections")
+	req.Header.Set("Authorization", "AWS4-HMAC-SHA256 Credential=devstack/20260101/us-east-1/rekognition/aws4_request, SignedHeaders=host, Signature=0")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("ListCollections = %d, want 200", resp.StatusCode)
+	}
+	if _, err := os.Stat(filepath.Join(dir, RekognitionDir, "collections.json")); err != nil {
+		t.Errorf("collections not kept under the state folder: %v", err)
+	}
+
+	closed = true
+	if err := rs.close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(cfg.RekognitionEndpoint, "http://"), time.Second); err == nil {
+		c.Close()
+		t.Error("still listening after close")
+	}
+
+	aws, err := startRekognition(mapEnv(map[string]string{"AWS_PROFILE": "fleet", "REKOGNITION_COLLECTION_ID": "drivers"}), dir, log)
+	if err != nil || aws.env != nil || !strings.Contains(aws.describe, "AWS Rekognition, collection drivers") || aws.close() != nil {
+		t.Errorf("AWS configured: %+v, %v; want no overlay and the AWS line", aws, err)
+	}
 }
 
 func TestFreeAddrReplacesBusyPort(t *testing.T) {
@@ -253,6 +324,9 @@ func TestBannerHasAReadyCurlLine(t *testing.T) {
 		`"timestamp":"2026-11-28T10:00:00Z"`,
 		"postgres://postgres:***@127.0.0.1:5433/telemetry", // status line hides the password
 		"FROM gps",
+		"curl -i http://127.0.0.1:8080/telemetry/photo -H 'X-API-Key: s3cr3t-dev-key-0123'",
+		"-F photo=@testdata/faces/grace_hopper.jpg",
+		"SELECT device_id, recognition_status, face_id, similarity FROM photo",
 		"rate limit     10 req/s per client IP, bursts of 20", // a load test must know it is limited
 		"RATE_LIMIT_RPS=0 make run",
 	} {

@@ -1,10 +1,12 @@
 package devstack_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
@@ -133,6 +135,16 @@ func TestRunThePrintedCurlStoresTheReading(t *testing.T) {
 	waitForRow(t, dsn, "aa:bb:cc:dd:ee:01")
 	readThroughAPI(t, match(t, reGet, banner), key, "aa:bb:cc:dd:ee:01")
 	apiReadsAsItsOwnRole(t, dsn)
+
+	// The README's face walkthrough: faces are recognised locally.
+	hopper := postPhoto(t, apiURL, key, dsn, "grace_hopper.jpg")
+	again := postPhoto(t, apiURL, key, dsn, "grace_hopper.jpg")
+	other := postPhoto(t, apiURL, key, dsn, "astronaut.png")
+	if hopper.status != "new_face" || again.status != "matched" || again.faceID != hopper.faceID ||
+		other.status != "new_face" || other.faceID == hopper.faceID {
+		t.Fatalf("grace_hopper.jpg twice, astronaut.png: %+v, %+v, %+v; want new_face, matched to the first, another new_face",
+			hopper, again, other)
+	}
 	stop()
 
 	// Ctrl-C released every port and stopped the cluster.
@@ -145,8 +157,17 @@ func TestRunThePrintedCurlStoresTheReading(t *testing.T) {
 	if key2 := match(t, reKey, banner2); key2 != key {
 		t.Errorf("dev key changed across runs: %q then %q", key, key2)
 	}
-	waitForRow(t, match(t, reDSN, banner2), "aa:bb:cc:dd:ee:01")
-	for _, f := range []string{"encryption.key", "dev-api-key", "api-db-password", "pg/data/PG_VERSION"} {
+	dsn2 := match(t, reDSN, banner2)
+	waitForRow(t, dsn2, "aa:bb:cc:dd:ee:01")
+	// The worker's cache went with the first run: the face is recognised by
+	// the local service from the collection it kept (an identical photo
+	// scores just under 100 there).
+	if p := postPhoto(t, match(t, reURL, banner2), key, dsn2, "grace_hopper.jpg"); p.status != "matched" ||
+		p.faceID != hopper.faceID || p.similarity >= 100 || p.similarity < 99 {
+		t.Errorf("grace_hopper.jpg after a restart: %+v, want matched to %s by the local service", p, hopper.faceID)
+	}
+	for _, f := range []string{"encryption.key", "dev-api-key", "api-db-password", "pg/data/PG_VERSION",
+		devstack.RekognitionDir + "/collections.json"} {
 		if _, err := os.Stat(filepath.Join(state, f)); err != nil {
 			t.Errorf("state file: %v", err)
 		}
@@ -242,5 +263,69 @@ func apiReadsAsItsOwnRole(t *testing.T, dsn string) {
 	if !canSelect || canInsert || !canAudit {
 		t.Errorf("%s: SELECT gps %v, INSERT gps %v, INSERT audit_log %v; want true, false, true",
 			devstack.APIRole, canSelect, canInsert, canAudit)
+	}
+}
+
+type storedPhoto struct {
+	status, faceID string
+	similarity     float64
+}
+
+// postPhoto posts testdata/faces/name as the README does (multipart) and
+// waits for its row.
+func postPhoto(t *testing.T, apiURL, key, dsn, name string) storedPhoto {
+	t.Helper()
+	img, err := os.ReadFile(filepath.Join("..", "..", "testdata", "faces", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	_ = mw.WriteField("device_id", "cam-1")
+	_ = mw.WriteField("timestamp", time.Now().UTC().Format(time.RFC3339))
+	fw, _ := mw.CreateFormFile("photo", name)
+	_, _ = fw.Write(img)
+	_ = mw.Close()
+	req, _ := http.NewRequest(http.MethodPost, apiURL+"/telemetry/photo", &buf)
+	req.Header.Set("X-API-Key", key)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted struct{ ID string }
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &accepted) != nil || accepted.ID == "" {
+		t.Fatalf("POST /telemetry/photo %s = %d %s, want 202 with an id", name, resp.StatusCode, body)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	for {
+		var p storedPhoto
+		var faceID *string
+		var similarity *float64
+		err := conn.QueryRow(ctx, "SELECT recognition_status, face_id, similarity FROM photo WHERE message_id = $1",
+			accepted.ID).Scan(&p.status, &faceID, &similarity)
+		if err == nil {
+			if faceID != nil {
+				p.faceID = *faceID
+			}
+			if similarity != nil {
+				p.similarity = *similarity
+			}
+			return p
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no photo row for %s (%s): %v", name, accepted.ID, err)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
