@@ -13,9 +13,6 @@ import (
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
-// readingIDHeader carries an announcement's message id.
-const readingIDHeader = "Reading-Id"
-
 // liveStream feeds the stream hub from the worker's announcements: one core
 // NATS subscription for the whole API, whatever the number of clients.
 type liveStream struct {
@@ -55,9 +52,9 @@ func (s *Server) startStream(reg prometheus.Registerer) (*handlers.Hub, error) {
 // announce hands one announcement to the hub.
 func announce(hub *handlers.Hub, m *nats.Msg) error {
 	t, _ := strings.CutPrefix(m.Subject, models.StoredSubjectPrefix)
-	id, err := uuid.Parse(m.Header.Get(readingIDHeader))
+	id, err := uuid.Parse(m.Header.Get(models.StoredReadingIDHeader))
 	if err != nil {
-		return fmt.Errorf("header %s: %w", readingIDHeader, err)
+		return fmt.Errorf("header %s: %w", models.StoredReadingIDHeader, err)
 	}
 	return hub.Publish(models.Type(t), id, m.Data)
 }

@@ -77,7 +77,7 @@ func (s *streamSetup) announce(t *testing.T, subject, id string, item any) {
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	if id != "" {
-		msg.Header.Set(readingIDHeader, id)
+		msg.Header.Set(models.StoredReadingIDHeader, id)
 	}
 	if err := s.nc.PublishMsg(msg); err != nil {
 		t.Fatal(err)

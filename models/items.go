@@ -89,5 +89,10 @@ type DevicePhotoSeen struct {
 // durable copy is the row.
 const StoredSubjectPrefix = "events.stored."
 
+// StoredReadingIDHeader is the header of an announcement that carries the
+// reading's message id, so a subscriber can de-duplicate without parsing
+// the body.
+const StoredReadingIDHeader = "Reading-Id"
+
 // StoredSubject is the announcement subject of readings of type t.
 func (t Type) StoredSubject() string { return StoredSubjectPrefix + string(t) }

@@ -11,11 +11,6 @@ import (
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
-// ReadingIDHeader is the header of an announcement that carries the
-// reading's message id, so a subscriber can de-duplicate without parsing
-// the body.
-const ReadingIDHeader = "Reading-Id"
-
 // Outcome label values of worker_announcements_total.
 const (
 	announceSent   = "sent"
@@ -24,7 +19,7 @@ const (
 
 // announcer tells the read API's live stream about each reading once its
 // transaction has committed: a core NATS message (not JetStream) on
-// t.StoredSubject() whose body is the item's JSON, with ReadingIDHeader.
+// t.StoredSubject() whose body is the item's JSON, with models.StoredReadingIDHeader.
 //
 // It is best effort, at most once: nc.Publish only appends to the
 // connection's buffer (or its reconnect buffer), so it neither waits for a
@@ -66,7 +61,7 @@ func (a *announcer) announce(t models.Type, readings []stored) {
 		data, err := json.Marshal(r.item)
 		if err == nil {
 			err = a.nc.PublishMsg(&nats.Msg{Subject: subject, Data: data,
-				Header: nats.Header{ReadingIDHeader: []string{r.id.String()}}})
+				Header: nats.Header{models.StoredReadingIDHeader: []string{r.id.String()}}})
 		}
 		if err != nil {
 			failed++

@@ -30,7 +30,7 @@ func (e *testEnv) subscribeAnnouncements() <-chan announcement {
 	e.t.Helper()
 	out := make(chan announcement, 1000)
 	sub, err := e.nc.Subscribe(models.StoredSubjectPrefix+">", func(m *nats.Msg) {
-		a := announcement{subject: m.Subject, readingID: m.Header.Get(worker.ReadingIDHeader), data: m.Data}
+		a := announcement{subject: m.Subject, readingID: m.Header.Get(models.StoredReadingIDHeader), data: m.Data}
 		a.row = e.itemJSON(models.Type(m.Subject[len(models.StoredSubjectPrefix):]), a.readingID)
 		out <- a
 	})
