@@ -157,3 +157,12 @@ func WriteVars(w io.Writer, command string) error {
 	}
 	return tw.Flush()
 }
+
+// IsHelp reports whether arg asks for help: -h, -help, --help or help.
+func IsHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}

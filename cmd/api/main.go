@@ -40,7 +40,7 @@ func main() {
 // usage and configuration errors to stderr.
 func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
-		if len(args) == 1 && isHelp(args[0]) {
+		if len(args) == 1 && config.IsHelp(args[0]) {
 			fmt.Fprintf(stdout, "%s\n%s\n\nenvironment:\n", about, usage)
 			config.WriteVars(stdout, config.CommandAPI)
 			return exitOK
@@ -62,12 +62,4 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	return exitOK
-}
-
-func isHelp(arg string) bool {
-	switch arg {
-	case "-h", "-help", "--help", "help":
-		return true
-	}
-	return false
 }

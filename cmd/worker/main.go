@@ -59,12 +59,12 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		cmd, rest = args[0], args[1:]
 	}
-	if isHelp(cmd) {
+	if config.IsHelp(cmd) {
 		return help(rest, stdout, stderr)
 	}
 	switch cmd {
 	case "worker", "migrate":
-		if len(rest) == 1 && isHelp(rest[0]) {
+		if len(rest) == 1 && config.IsHelp(rest[0]) {
 			return help([]string{cmd}, stdout, stderr)
 		}
 		if len(rest) > 0 {
@@ -90,7 +90,7 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 // name; an unknown command gets the usage on stderr.
 func help(args []string, stdout, stderr io.Writer) int {
 	topic := "worker"
-	if len(args) == 1 && !isHelp(args[0]) {
+	if len(args) == 1 && !config.IsHelp(args[0]) {
 		topic = args[0]
 	} else if len(args) > 1 {
 		topic = fmt.Sprint(args)
@@ -144,12 +144,4 @@ func runMigrate(ctx context.Context, getenv config.Getenv, stdout, stderr io.Wri
 	}
 	log.Info("database schema is up to date")
 	return exitOK
-}
-
-func isHelp(arg string) bool {
-	switch arg {
-	case "-h", "-help", "--help", "help":
-		return true
-	}
-	return false
 }

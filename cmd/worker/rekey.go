@@ -53,7 +53,7 @@ func runRekey(ctx context.Context, args []string, getenv config.Getenv, out, err
 		return usage("%v", err)
 	}
 	switch {
-	case fs.NArg() == 1 && isHelp(fs.Arg(0)):
+	case fs.NArg() == 1 && config.IsHelp(fs.Arg(0)):
 		rekeyHelp(out)
 		return exitOK
 	case fs.NArg() > 0:

@@ -46,7 +46,7 @@ func runStatus(ctx context.Context, args []string, getenv config.Getenv, out, er
 		fmt.Fprintf(errOut, "worker status: %v\n%s", err, statusUsage)
 		return exitUsage
 	}
-	if fs.NArg() == 1 && isHelp(fs.Arg(0)) {
+	if fs.NArg() == 1 && config.IsHelp(fs.Arg(0)) {
 		statusHelp(out)
 		return exitOK
 	}
