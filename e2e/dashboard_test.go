@@ -69,16 +69,7 @@ func TestDashboardAndAlertsQueryExportedMetrics(t *testing.T) {
 	s.waitCount(1, `SELECT count(*) FROM gps`)
 	s.waitCount(1, `SELECT count(*) FROM gyroscope`)
 	s.waitCount(1, `SELECT count(*) FROM photo`)
-	limited := false
-	for range 100 {
-		if status, _ := s.post("/telemetry/gps", "{}", map[string]string{"X-API-Key": ""}); status == http.StatusTooManyRequests {
-			limited = true
-			break
-		}
-	}
-	if !limited {
-		t.Fatal("no 429 after 100 requests with a burst of 20")
-	}
+	s.expectRateLimited()
 
 	exported := map[string]*dto.MetricFamily{}
 	for _, addr := range []string{apiAdmin, workerAdmin} {

@@ -69,16 +69,7 @@ func TestMetricsReferenceMatchesTheBinaries(t *testing.T) {
 	s.nats.Restart(t)
 
 	// Past the burst: 429.
-	limited := false
-	for range 100 {
-		if status, _ := s.post("/telemetry/gps", "{}", map[string]string{"X-API-Key": ""}); status == http.StatusTooManyRequests {
-			limited = true
-			break
-		}
-	}
-	if !limited {
-		t.Fatal("no 429 after 100 requests with a burst of 20")
-	}
+	s.expectRateLimited()
 	api := scrape(t, apiAdmin)
 
 	exported := map[string]map[string]*dto.MetricFamily{"api": api, "worker": worker}
@@ -347,4 +338,16 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// expectRateLimited posts past the burst of 20 (RATE_LIMIT_BURST) until the
+// API answers 429, failing the test if 100 requests never get one.
+func (s *stack) expectRateLimited() {
+	s.t.Helper()
+	for range 100 {
+		if status, _ := s.post("/telemetry/gps", "{}", map[string]string{"X-API-Key": ""}); status == http.StatusTooManyRequests {
+			return
+		}
+	}
+	s.t.Fatal("no 429 after 100 requests with a burst of 20")
 }
