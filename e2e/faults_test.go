@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/challenge-v3/challenge-v3/internal/localpg"
 	"github.com/challenge-v3/challenge-v3/internal/openapitest"
 	"github.com/challenge-v3/challenge-v3/messaging"
@@ -112,6 +114,16 @@ func (s *stack) storedExactlyOnce(a *accepted, since time.Time) faultReport {
 func (s *stack) deliveries() int {
 	s.t.Helper()
 	n := 0
+	for _, info := range s.consumerInfos() {
+		n += int(info.Delivered.Consumer)
+	}
+	return n
+}
+
+// consumerInfos is the state of the worker's consumer of each reading type.
+func (s *stack) consumerInfos() []*jetstream.ConsumerInfo {
+	s.t.Helper()
+	infos := make([]*jetstream.ConsumerInfo, 0, len(models.Types))
 	for _, typ := range models.Types {
 		c, err := s.js.Consumer(context.Background(), messaging.StreamName, messaging.ConsumerName(typ))
 		if err != nil {
@@ -121,9 +133,9 @@ func (s *stack) deliveries() int {
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		n += int(info.Delivered.Consumer)
+		infos = append(infos, info)
 	}
-	return n
+	return infos
 }
 
 func (r faultReport) log(t *testing.T, fault string) {
@@ -255,15 +267,7 @@ func (s *stack) load(a *accepted, goroutines int, pause time.Duration) (stop fun
 func (s *stack) ackPending() int {
 	s.t.Helper()
 	n := 0
-	for _, typ := range models.Types {
-		c, err := s.js.Consumer(context.Background(), messaging.StreamName, messaging.ConsumerName(typ))
-		if err != nil {
-			s.t.Fatal(err)
-		}
-		info, err := c.Info(context.Background())
-		if err != nil {
-			s.t.Fatal(err)
-		}
+	for _, info := range s.consumerInfos() {
 		n += info.NumAckPending
 	}
 	return n
