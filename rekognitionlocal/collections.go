@@ -60,12 +60,9 @@ func (f face) json() faceJSON {
 type collectionInput struct{ CollectionId string }
 
 func (s *Server) createCollection(_ *http.Request, c call) (any, *apiError) {
-	var in collectionInput
-	if err := decode(c.body, &in); err != nil {
-		return nil, err
-	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
-		return nil, err
+	in, aerr := collectionArg(c.body)
+	if aerr != nil {
+		return nil, aerr
 	}
 	err := s.change(func() (func(), *apiError) {
 		if _, ok := s.collections[in.CollectionId]; ok {
@@ -85,12 +82,9 @@ func (s *Server) createCollection(_ *http.Request, c call) (any, *apiError) {
 }
 
 func (s *Server) describeCollection(_ *http.Request, c call) (any, *apiError) {
-	var in collectionInput
-	if err := decode(c.body, &in); err != nil {
-		return nil, err
-	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
-		return nil, err
+	in, aerr := collectionArg(c.body)
+	if aerr != nil {
+		return nil, aerr
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -108,12 +102,9 @@ func (s *Server) describeCollection(_ *http.Request, c call) (any, *apiError) {
 }
 
 func (s *Server) deleteCollection(_ *http.Request, c call) (any, *apiError) {
-	var in collectionInput
-	if err := decode(c.body, &in); err != nil {
-		return nil, err
-	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
-		return nil, err
+	in, aerr := collectionArg(c.body)
+	if aerr != nil {
+		return nil, aerr
 	}
 	err := s.change(func() (func(), *apiError) {
 		col, ok := s.collections[in.CollectionId]
@@ -309,4 +300,13 @@ func (s *Server) deleteFaces(_ *http.Request, c call) (any, *apiError) {
 		}
 	}
 	return map[string]any{"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": failed}, nil
+}
+
+// collectionArg decodes and checks the input of an operation taking only a
+// CollectionId.
+func collectionArg(body []byte) (in collectionInput, err *apiError) {
+	if err = decode(body, &in); err == nil {
+		err = checkCollectionID(in.CollectionId)
+	}
+	return in, err
 }

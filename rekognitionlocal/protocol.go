@@ -1,15 +1,12 @@
 package rekognitionlocal
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
 
-	"github.com/google/uuid"
+	"github.com/challenge-v3/challenge-v3/internal/awsjson"
 )
 
 // The awsJson1_1 wire protocol: request framing (POST /, X-Amz-Target, a
@@ -19,44 +16,16 @@ import (
 // and adds the region of the request's credential scope.
 
 const (
-	targetPrefix   = "RekognitionService."
-	contentType    = "application/x-amz-json-1.1"
-	maxRequestBody = 8 << 20 // base64 of 5 MiB plus JSON framing
-	defaultRegion  = "us-east-1"
+	targetPrefix  = "RekognitionService."
+	defaultRegion = "us-east-1"
 )
 
-// statusOf is the HTTP status Rekognition answers each error code with.
-var statusOf = map[string]int{
-	"InternalServerError":                 http.StatusInternalServerError,
-	"ThrottlingException":                 http.StatusBadRequest,
-	"InvalidImageFormatException":         http.StatusBadRequest,
-	"ImageTooLargeException":              http.StatusBadRequest,
-	"InvalidParameterException":           http.StatusBadRequest,
-	"InvalidPaginationTokenException":     http.StatusBadRequest,
-	"InvalidS3ObjectException":            http.StatusBadRequest,
-	"ResourceNotFoundException":           http.StatusBadRequest,
-	"ResourceAlreadyExistsException":      http.StatusBadRequest,
-	"ValidationException":                 http.StatusBadRequest,
-	"UnknownOperationException":           http.StatusBadRequest,
-	"MissingAuthenticationTokenException": http.StatusBadRequest,
-	"SerializationException":              http.StatusBadRequest,
-}
+// The server answers in json.Marshal's form.
+const wire = awsjson.Compact
 
-// apiError is an error answer in the awsJson1_1 shape.
-type apiError struct {
-	code, message string
-}
+type apiError = awsjson.Error
 
-func errorf(code, format string, args ...any) *apiError {
-	return &apiError{code: code, message: fmt.Sprintf(format, args...)}
-}
-
-func (e *apiError) status() int {
-	if s, ok := statusOf[e.code]; ok {
-		return s
-	}
-	return http.StatusBadRequest
-}
+var errorf = awsjson.Errorf
 
 // call is one request: its operation's input and the caller's region.
 type call struct {
@@ -74,7 +43,7 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.URL.Path != "/" {
-		writeError(w, &apiError{code: "UnknownOperationException", message: "only POST / is served"})
+		writeError(w, errorf("UnknownOperationException", "only POST / is served"))
 		return
 	}
 	name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
@@ -88,18 +57,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf("MissingAuthenticationTokenException", "Missing Authentication Token"))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, awsjson.MaxRequestBody+1))
 	if err != nil {
 		return // the client went away
 	}
-	if len(body) > maxRequestBody {
+	if len(body) > awsjson.MaxRequestBody {
 		writeError(w, errorf("ImageTooLargeException", "Image size is too large"))
 		return
 	}
 	out, aerr := op(r, call{body: body, region: regionOf(auth)})
 	if aerr != nil {
-		if aerr.code == "InternalServerError" {
-			s.log.Error("rekognition-local request failed", "operation", name, "error", aerr.message)
+		if aerr.Code == "InternalServerError" {
+			s.log.Error("rekognition-local request failed", "operation", name, "error", aerr.Message)
 		}
 		writeError(w, aerr)
 		return
@@ -119,33 +88,8 @@ func regionOf(auth string) string {
 	return defaultRegion
 }
 
-// decode unmarshals a JSON request body; a malformed one answers
-// SerializationException, as Rekognition does. Unknown fields are ignored,
-// so a newer SDK's additions do not break older servers.
-func decode(body []byte, v any) *apiError {
-	d := json.NewDecoder(bytes.NewReader(body))
-	if err := d.Decode(v); err != nil {
-		return errorf("SerializationException", "malformed request body")
-	}
-	return nil
-}
+var decode = awsjson.Decode
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		status = http.StatusInternalServerError
-		b = []byte(`{"__type":"InternalServerError","message":"answer not encodable"}`)
-	}
-	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("X-Amzn-RequestId", uuid.NewString())
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
+func writeJSON(w http.ResponseWriter, status int, v any) { wire.WriteJSON(w, status, v) }
 
-func writeError(w http.ResponseWriter, ae *apiError) {
-	// Real services send the code in the header with a namespace suffix after
-	// a colon; the SDK strips it. The body carries the bare code.
-	w.Header().Set("X-Amzn-ErrorType", ae.code+":http://internal.amazon.com/coral/com.amazonaws.rekognition/")
-	writeJSON(w, ae.status(), map[string]string{"__type": ae.code, "message": ae.message})
-}
+func writeError(w http.ResponseWriter, ae *apiError) { wire.WriteError(w, ae) }

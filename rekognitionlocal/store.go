@@ -9,12 +9,12 @@ import (
 	"io/fs"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/challenge-v3/challenge-v3/facerec"
+	"github.com/challenge-v3/challenge-v3/internal/awsjson"
 )
 
 // The collections and their faces, kept in one file in the data folder and
@@ -127,7 +127,7 @@ func saveState(path string, collections map[string]*collection) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'))
+	return awsjson.WriteFileAtomic(path, append(b, '\n'))
 }
 
 func encodeDescriptor(d facerec.Descriptor) string {
@@ -148,39 +148,4 @@ func decodeDescriptor(s string) (facerec.Descriptor, error) {
 		d[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
 	}
 	return d, nil
-}
-
-// writeFileAtomic replaces path with b: written and synced to a temporary
-// file in the same directory, then renamed over path.
-func writeFileAtomic(path string, b []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(b); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// The rename survives a crash once the directory is synced; not every
-	// platform can sync a directory, and the data is already safe.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
 }

@@ -3,9 +3,10 @@ package rekognitionfake
 import (
 	"crypto/sha256"
 	"maps"
-	"net/http"
 	"slices"
 	"time"
+
+	"github.com/challenge-v3/challenge-v3/internal/awsjson"
 )
 
 // The controls tests use to script the emulator's answers and to look at its
@@ -60,10 +61,7 @@ func (e *Emulator) SetSamePerson(img, ref []byte, similarity float64) {
 // n < 0 makes every call of op fail until ClearFaults.
 func (e *Emulator) FailNext(op string, n int, f Fault) {
 	if f.Status == 0 {
-		f.Status = statusOf[f.Code]
-		if f.Status == 0 {
-			f.Status = http.StatusBadRequest
-		}
+		f.Status = awsjson.StatusOf(f.Code)
 	}
 	if f.Message == "" {
 		f.Message = defaultMessage[f.Code]

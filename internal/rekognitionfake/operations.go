@@ -88,12 +88,9 @@ func (e *Emulator) arn(id string) string {
 }
 
 func (e *Emulator) createCollection(body []byte) (any, *apiError) {
-	var in struct{ CollectionId string }
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
-		return nil, err
+	in, aerr := collectionArg(body)
+	if aerr != nil {
+		return nil, aerr
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -113,12 +110,9 @@ func (e *Emulator) createCollection(body []byte) (any, *apiError) {
 }
 
 func (e *Emulator) describeCollection(body []byte) (any, *apiError) {
-	var in struct{ CollectionId string }
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
-		return nil, err
+	in, aerr := collectionArg(body)
+	if aerr != nil {
+		return nil, aerr
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -338,4 +332,13 @@ func (e *Emulator) detectFaces(body []byte) (any, *apiError) {
 		})
 	}
 	return map[string]any{"FaceDetails": details}, nil
+}
+
+// collectionArg decodes and checks the input of an operation taking only a
+// CollectionId.
+func collectionArg(body []byte) (in struct{ CollectionId string }, err *apiError) {
+	if err = decode(body, &in); err == nil {
+		err = checkCollectionID(in.CollectionId)
+	}
+	return in, err
 }

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/challenge-v3/challenge-v3/internal/awsjson"
 )
 
 // Optional persistence of the emulated collections and faces, so that a
@@ -73,7 +75,7 @@ func OpenEmulator(path string) (*Emulator, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if aerr := e.save(); aerr != nil {
-		return nil, fmt.Errorf("rekognitionfake: %s", aerr.message)
+		return nil, fmt.Errorf("rekognitionfake: %s", aerr.Message)
 	}
 	return e, nil
 }
@@ -132,45 +134,10 @@ func (e *Emulator) save() *apiError {
 	slices.SortFunc(st.Collections, func(a, b collectionState) int { return strings.Compare(a.ID, b.ID) })
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err == nil {
-		err = writeFileAtomic(e.path, append(b, '\n'))
+		err = awsjson.WriteFileAtomic(e.path, append(b, '\n'))
 	}
 	if err != nil {
 		return errorf("InternalServerError", "emulator state not saved: %v", err)
-	}
-	return nil
-}
-
-// writeFileAtomic replaces path with b: written and synced to a temporary
-// file in the same directory, then renamed over path.
-func writeFileAtomic(path string, b []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_ = f.Close()
-			_ = os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(b); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// The rename itself survives a crash once the directory is synced; not
-	// every platform can sync a directory, and the data is already safe.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
 	}
 	return nil
 }

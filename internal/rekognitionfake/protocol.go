@@ -1,64 +1,35 @@
 package rekognitionfake
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/challenge-v3/challenge-v3/internal/awsjson"
 )
 
 // The awsJson1_1 wire protocol: request framing (POST /, X-Amz-Target, SigV4
 // header, JSON body), response framing and error encoding. The operations
 // themselves are in operations.go.
 
-const (
-	targetPrefix   = "RekognitionService."
-	contentType    = "application/x-amz-json-1.1"
-	maxRequestBody = 8 << 20 // base64 of 5 MiB plus JSON framing
-)
+const targetPrefix = "RekognitionService."
 
-// statusOf is the HTTP status Rekognition answers each error code with.
-var statusOf = map[string]int{
-	"ThrottlingException":                    http.StatusBadRequest,
-	"ProvisionedThroughputExceededException": http.StatusBadRequest,
-	"LimitExceededException":                 http.StatusBadRequest,
-	"InternalServerError":                    http.StatusInternalServerError,
-	"ServiceUnavailableException":            http.StatusServiceUnavailable,
-	"InvalidImageFormatException":            http.StatusBadRequest,
-	"ImageTooLargeException":                 http.StatusBadRequest,
-	"InvalidParameterException":              http.StatusBadRequest,
-	"AccessDeniedException":                  http.StatusBadRequest,
-	"ResourceNotFoundException":              http.StatusBadRequest,
-	"ResourceAlreadyExistsException":         http.StatusBadRequest,
-	"ValidationException":                    http.StatusBadRequest,
-	"UnknownOperationException":              http.StatusBadRequest,
-	"MissingAuthenticationTokenException":    http.StatusBadRequest,
-	"SerializationException":                 http.StatusBadRequest,
-}
+// The emulator answers in json.Encoder's form, a newline after the JSON.
+const wire = awsjson.Line
+
+type apiError = awsjson.Error
+
+var errorf = awsjson.Errorf
 
 // Handler returns the HTTP handler speaking the Rekognition wire protocol.
 func (e *Emulator) Handler() http.Handler {
 	return http.HandlerFunc(e.serve)
 }
 
-// apiError is an error answer in the awsJson1_1 shape.
-type apiError struct {
-	status        int
-	code, message string
-}
-
-func errorf(code, format string, args ...any) *apiError {
-	return &apiError{status: statusOf[code], code: code, message: fmt.Sprintf(format, args...)}
-}
-
 func (e *Emulator) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost || r.URL.Path != "/" {
-		e.writeError(w, &apiError{status: http.StatusNotFound, code: "UnknownOperationException", message: "only POST / is served"})
+		e.writeError(w, &apiError{Status: http.StatusNotFound, Code: "UnknownOperationException", Message: "only POST / is served"})
 		return
 	}
 	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
@@ -73,7 +44,7 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request) {
 
 	// Read the whole body first: only then does net/http notice a client
 	// that hangs up during the delay below and cancel r.Context().
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, awsjson.MaxRequestBody+1))
 	if err != nil {
 		return // client went away
 	}
@@ -89,10 +60,10 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if fault != nil {
-		e.writeError(w, &apiError{status: fault.Status, code: fault.Code, message: fault.Message})
+		e.writeError(w, &apiError{Status: fault.Status, Code: fault.Code, Message: fault.Message})
 		return
 	}
-	if len(body) > maxRequestBody {
+	if len(body) > awsjson.MaxRequestBody {
 		e.writeError(w, errorf("ImageTooLargeException", "Request body too large"))
 		return
 	}
@@ -105,36 +76,8 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request) {
 	e.writeJSON(w, http.StatusOK, out)
 }
 
-// decode unmarshals a JSON request body; a malformed one answers
-// SerializationException, as Rekognition does.
-func decode(body []byte, v any) *apiError {
-	d := json.NewDecoder(bytes.NewReader(body))
-	if err := d.Decode(v); err != nil {
-		return errorf("SerializationException", "malformed request body")
-	}
-	return nil
-}
+var decode = awsjson.Decode
 
-func (e *Emulator) writeJSON(w http.ResponseWriter, status int, v any) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(v); err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	h := w.Header()
-	h.Set("Content-Type", contentType)
-	h.Set("X-Amzn-RequestId", uuid.NewString())
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
-}
+func (e *Emulator) writeJSON(w http.ResponseWriter, status int, v any) { wire.WriteJSON(w, status, v) }
 
-func (e *Emulator) writeError(w http.ResponseWriter, ae *apiError) {
-	status := ae.status
-	if status == 0 {
-		status = http.StatusBadRequest
-	}
-	// Real services send the code in the header with a namespace suffix after
-	// a colon; the SDK strips it. The body carries the bare code.
-	w.Header().Set("X-Amzn-ErrorType", ae.code+":http://internal.amazon.com/coral/com.amazonaws.rekognition/")
-	e.writeJSON(w, status, map[string]string{"__type": ae.code, "message": ae.message})
-}
+func (e *Emulator) writeError(w http.ResponseWriter, ae *apiError) { wire.WriteError(w, ae) }
