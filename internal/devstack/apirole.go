@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/challenge-v3/challenge-v3/config"
 )
 
 // APIRole is the login role the dev stack gives the API: a member of
@@ -63,4 +66,25 @@ func ensureAPIRole(ctx context.Context, ownerDSN, password string) error {
 		}
 	}
 	return nil
+}
+
+// apiDatabase sets up APIRole, once the worker has migrated, and returns
+// the API's configuration and the database user it reads as. When the role
+// cannot be set up (DATABASE_URL names a server where the owner may not
+// create roles) the API reads as the owner, with a warning: the dev stack
+// favours a working read API over least privilege there.
+func (s *stack) apiDatabase(ctx context.Context, cfg config.API) (config.API, string, error) {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := ensureAPIRole(rctx, s.dsn, s.apiDBPassword)
+	if err == nil {
+		return cfg, APIRole + ", a member of " + readerRole, nil
+	}
+	s.log.Warn("the API reads as the database owner: its own role could not be set up "+
+		"(an administrator can create it as deploy/postgres-init/10-api-role.sh does)", "role", APIRole, "err", err)
+	cfg, err = config.LoadAPI(s.apiEnv(s.dsn))
+	if err != nil {
+		return cfg, "", fmt.Errorf("devstack: %w", err)
+	}
+	return cfg, "the owner: " + APIRole + " could not be set up, see the log", nil
 }
