@@ -10,7 +10,7 @@ TESTFLAGS ?= -race -count=1 -timeout 10m
 SHELL       := bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: test vet unit fuzz run build migrate bench clean
+.PHONY: test vet unit fuzz run build migrate bench bench-go clean
 
 ## test: vet, the whole suite against real NATS and PostgreSQL, then short fuzz runs
 test: vet unit fuzz
@@ -65,7 +65,15 @@ migrate:
 	fi; \
 	$(GO) run ./cmd/worker migrate
 
+## bench: every ingest stage against its baseline (bare server, minimal durable
+## server, straightforward implementation, raw COPY), one table of ratios, about
+## 5 minutes; see docs/performance.md. BENCHFLAGS passes flags, e.g. -only api.
+BENCHFLAGS ?=
 bench:
+	$(GO) run ./cmd/bench $(BENCHFLAGS)
+
+## bench-go: the Go micro-benchmarks of every package (decoders, inserts, …)
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## clean: remove the dev stack's state (NATS store, PostgreSQL cluster, keys) and ./bin
