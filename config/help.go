@@ -22,7 +22,8 @@ type Var struct {
 	Default  string // as a user would write it; "" when unset means off or empty
 	Required bool
 	Meaning  string // one line
-	// SDK marks a variable the AWS SDK reads by itself, not the loader.
+	// SDK marks a variable the AWS or OpenTelemetry SDK reads by itself,
+	// not the loader.
 	SDK bool
 }
 
@@ -121,6 +122,15 @@ var vars = []struct {
 	{forBoth, Var{Name: "CONSUMER_MAX_DELIVER", Default: "10", Meaning: "deliveries before a failing message is dead-lettered"}},
 	{forBoth, Var{Name: "CONSUMER_MAX_ACK_PENDING", Default: "1000", Meaning: "unacknowledged messages in flight per consumer"}},
 	{forBoth, Var{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Meaning: "graceful-shutdown budget after SIGTERM"}},
+	{forBoth, Var{Name: "OTEL_EXPORTER_OTLP_ENDPOINT", Meaning: "OTLP/HTTP collector base URL (spans go to its /v1/traces); unset: tracing off, at no cost"}},
+	{forBoth, Var{Name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", Meaning: "full OTLP/HTTP URL of spans; wins over OTEL_EXPORTER_OTLP_ENDPOINT"}},
+	{forBoth, Var{Name: "OTEL_SDK_DISABLED", Default: "false", Meaning: "true turns tracing off whatever the endpoints say"}},
+	{forBoth, Var{Name: "OTEL_SERVICE_NAME", Meaning: "service.name of the spans; unset: challenge-api, challenge-worker (read by the OpenTelemetry SDK)", SDK: true}},
+	{forBoth, Var{Name: "OTEL_RESOURCE_ATTRIBUTES", Meaning: "key=value,… added to the spans' resource, e.g. deployment.environment.name=prod (read by the SDK)", SDK: true}},
+	{forBoth, Var{Name: "OTEL_EXPORTER_OTLP_HEADERS", Meaning: "key=value,… sent with every export, e.g. a collector's auth token (read by the SDK)", SDK: true}},
+	{forBoth, Var{Name: "OTEL_EXPORTER_OTLP_TIMEOUT", Meaning: "milliseconds one export may take, 10000 by default (read by the SDK)", SDK: true}},
+	{forBoth, Var{Name: "OTEL_TRACES_SAMPLER", Meaning: "parentbased_always_on by default; parentbased_traceidratio keeps a share (read by the SDK)", SDK: true}},
+	{forBoth, Var{Name: "OTEL_TRACES_SAMPLER_ARG", Meaning: "the sampler's argument, e.g. 0.1 to keep one trace in ten (read by the SDK)", SDK: true}},
 	{forBoth | forMigrate | forDLQ | forRekey, Var{Name: "LOG_LEVEL", Default: "info", Meaning: "debug, info, warn or error"}},
 	{forBoth | forMigrate, Var{Name: "LOG_FORMAT", Default: string(LogJSON), Meaning: "json or text; logs go to stdout, one record per line"}},
 	{forDLQ | forRekey, Var{Name: "LOG_FORMAT", Default: string(LogText), Meaning: "text or json; replays, purges and rekey batches are logged to stderr"}},

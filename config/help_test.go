@@ -17,12 +17,14 @@ var helpLoaders = map[string]func(config.Getenv) []any{
 	config.CommandAPI: func(g config.Getenv) []any {
 		c, err1 := config.LoadAPI(g)
 		l, err2 := config.LoadLog(g, config.LogJSON)
-		return []any{c, err1, l, err2}
+		tr, err3 := config.LoadTracing(g)
+		return []any{c, err1, l, err2, tr, err3}
 	},
 	config.CommandWorker: func(g config.Getenv) []any {
 		c, err1 := config.LoadWorker(g)
 		l, err2 := config.LoadLog(g, config.LogJSON)
-		return []any{c, err1, l, err2}
+		tr, err3 := config.LoadTracing(g)
+		return []any{c, err1, l, err2, tr, err3}
 	},
 	config.CommandMigrate: func(g config.Getenv) []any {
 		c, err1 := config.LoadMigrate(g)

@@ -5,6 +5,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // LogFormat is how records are written: one JSON object or one logfmt-like
@@ -47,11 +49,38 @@ func (e *env) logFormat(def LogFormat) LogFormat {
 }
 
 // Logger returns a logger writing one record per line to w in l's format,
-// at l's level and above.
+// at l's level and above. A record logged with the context of a span
+// carries its trace_id and span_id (tracing.LogHandler); with tracing off
+// there is no span and the line is unchanged.
 func (l Log) Logger(w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: l.Level}
 	if l.Format == LogText {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(tracing.LogHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, opts)))
+}
+
+// LoadTracing reads where the binary's spans are exported: the standard
+// OTEL_EXPORTER_OTLP_ENDPOINT (a base URL, spans go to its /v1/traces) or
+// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (the full URL, which wins); neither set,
+// or OTEL_SDK_DISABLED=true, leaves tracing off. The OpenTelemetry SDK reads
+// its other standard variables (headers, timeout, sampler, resource) itself.
+func LoadTracing(getenv Getenv) (tracing.Config, error) {
+	e := &env{get: getenv}
+	c := tracing.Config{
+		Endpoint:       e.httpURL("OTEL_EXPORTER_OTLP_ENDPOINT"),
+		TracesEndpoint: e.httpURL("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+	}
+	disabled := strings.ToLower(e.str("OTEL_SDK_DISABLED", "false"))
+	switch disabled {
+	case "true":
+		c = tracing.Config{}
+	case "false":
+	default:
+		e.fail("OTEL_SDK_DISABLED", "must be true or false, got %q", disabled)
+	}
+	if err := e.err(); err != nil {
+		return tracing.Config{}, fmt.Errorf("tracing configuration: %w", err)
+	}
+	return c, nil
 }

@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/challenge-v3/challenge-v3/api"
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 const about = `api: the challenge-v3 ingest API. It validates telemetry readings (gyroscope,
@@ -49,17 +52,35 @@ func run(args []string, getenv config.Getenv, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	logCfg, logErr := config.LoadLog(getenv, config.LogJSON)
+	traceCfg, traceErr := config.LoadTracing(getenv)
 	cfg, err := config.LoadAPI(getenv)
-	if err := errors.Join(logErr, err); err != nil {
+	if err := errors.Join(logErr, traceErr, err); err != nil {
 		fmt.Fprintf(stderr, "%v\n(api -h lists every variable with its default)\n", err)
 		return exitUsage
 	}
 	log := logCfg.Logger(stdout)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	shutdown, err := tracing.Setup(ctx, tracing.ServiceAPI, traceCfg, log)
+	if err != nil {
+		log.Error("api failed", "error", err)
+		return exitFail
+	}
+	defer flushSpans(shutdown, log)
 	if err := api.Run(ctx, cfg, log); err != nil {
 		log.Error("api failed", "error", err)
 		return exitFail
 	}
 	return exitOK
+}
+
+// flushSpans sends the spans still buffered (the last requests') once the
+// API has stopped, within a bound of its own: a collector that does not
+// answer never holds up the exit.
+func flushSpans(shutdown func(context.Context) error, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		log.Warn("tracing: spans not flushed at exit", "err", err)
+	}
 }

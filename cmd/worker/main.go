@@ -15,11 +15,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/challenge-v3/challenge-v3/config"
+	"github.com/challenge-v3/challenge-v3/tracing"
 	"github.com/challenge-v3/challenge-v3/worker"
 )
 
@@ -117,12 +120,19 @@ func help(args []string, stdout, stderr io.Writer) int {
 
 func runWorker(ctx context.Context, getenv config.Getenv, stdout, stderr io.Writer) int {
 	logCfg, logErr := config.LoadLog(getenv, config.LogJSON)
+	traceCfg, traceErr := config.LoadTracing(getenv)
 	cfg, err := config.LoadWorker(getenv)
-	if err := errors.Join(logErr, err); err != nil {
+	if err := errors.Join(logErr, traceErr, err); err != nil {
 		fmt.Fprintf(stderr, "%v\n(worker -h lists every variable with its default)\n", err)
 		return exitUsage
 	}
 	log := logCfg.Logger(stdout)
+	shutdown, err := tracing.Setup(ctx, tracing.ServiceWorker, traceCfg, log)
+	if err != nil {
+		log.Error("worker failed", "error", err)
+		return exitFail
+	}
+	defer flushSpans(shutdown, log)
 	if err := worker.Run(ctx, cfg, log); err != nil {
 		log.Error("worker failed", "error", err)
 		return exitFail
@@ -144,4 +154,15 @@ func runMigrate(ctx context.Context, getenv config.Getenv, stdout, stderr io.Wri
 	}
 	log.Info("database schema is up to date")
 	return exitOK
+}
+
+// flushSpans sends the spans still buffered (the last messages') once the
+// worker has stopped, within a bound of its own: a collector that does not
+// answer never holds up the exit.
+func flushSpans(shutdown func(context.Context) error, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := shutdown(ctx); err != nil {
+		log.Warn("tracing: spans not flushed at exit", "err", err)
+	}
 }

@@ -1,0 +1,210 @@
+package tracing
+
+import (
+	"context"
+	"strconv"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// scope is the instrumentation scope of every span the system starts.
+const scope = "github.com/challenge-v3/challenge-v3"
+
+// untouched is the global tracer provider as the process found it:
+// OpenTelemetry's delegating no-op. While it is still the global one no
+// provider was installed (tracing is off), and the helpers below return at
+// once instead of going through it, which would lock a mutex and allocate a
+// context per span for nothing.
+var untouched = otel.GetTracerProvider()
+
+// offSpan is the span the helpers return while tracing is off; boxed once.
+var offSpan trace.Span = noop.Span{}
+
+// On reports whether a tracer provider is installed (Setup with an
+// endpoint, or a test's). Callers use it to skip work whose only purpose is
+// a span, such as collecting a batch's links.
+func On() bool { return otel.GetTracerProvider() != untouched }
+
+// tracer is the system's tracer of the installed provider, or nil when
+// tracing is off. It is looked up at each use, not kept, so a provider
+// installed later (by a test, after another) is the one used.
+func tracer() trace.Tracer {
+	tp := otel.GetTracerProvider()
+	if tp == untouched {
+		return nil
+	}
+	return tp.Tracer(scope)
+}
+
+// Start starts a span named name of kind kind, a child of ctx's span. With
+// tracing off it returns ctx itself and a no-op span, allocating nothing.
+// Attributes are set by the caller after checking span.IsRecording(), so
+// that building them costs nothing either when tracing is off.
+func Start(ctx context.Context, name string, kind trace.SpanKind) (context.Context, trace.Span) {
+	t := tracer()
+	if t == nil {
+		return ctx, offSpan
+	}
+	return t.Start(ctx, name, trace.WithSpanKind(kind))
+}
+
+// End ends span, marking it failed with err when err is not nil.
+func End(span trace.Span, err error) {
+	if err != nil && span.IsRecording() {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
+// StartServer starts the span of one HTTP request to route (the ServeMux
+// pattern, "POST /telemetry/gps", which is also its name), continuing the
+// trace of a W3C traceparent header when the request has one.
+func StartServer(ctx context.Context, hdr map[string][]string, method, route, path string) (context.Context, trace.Span) {
+	t := tracer()
+	if t == nil {
+		return ctx, offSpan
+	}
+	ctx = propagator.Extract(ctx, Header(hdr))
+	return t.Start(ctx, route, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+		semconv.HTTPRequestMethodKey.String(method),
+		semconv.HTTPRouteKey.String(route),
+		semconv.URLPathKey.String(path),
+	))
+}
+
+// EndServer ends a request's span with its answer's status: only a 5xx is
+// the server's failure (a 4xx is the client's), as the HTTP conventions say.
+func EndServer(span trace.Span, status int) {
+	if span.IsRecording() {
+		span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, strconv.Itoa(status))
+		}
+	}
+	span.End()
+}
+
+// StartPublish starts the producer span of a message published to subject
+// under msgID, and writes its trace context into hdr, the message's
+// headers: the worker's span of the message continues this trace.
+func StartPublish(ctx context.Context, subject, msgID string, hdr map[string][]string) (context.Context, trace.Span) {
+	t := tracer()
+	if t == nil {
+		return ctx, offSpan
+	}
+	ctx, span := t.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+		messagingNATS,
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingOperationNameKey.String("publish"),
+		semconv.MessagingDestinationNameKey.String(subject),
+		semconv.MessagingMessageIDKey.String(msgID),
+	))
+	Inject(ctx, hdr)
+	return ctx, span
+}
+
+// StartProcess starts the consumer span of the worker's processing of one
+// message from subject, a child of the span whose context the message's
+// headers carry (the API's publish), so one reading's spans from the
+// request to the commit share a trace.
+func StartProcess(ctx context.Context, subject string, hdr map[string][]string, streamSeq, delivered uint64) (context.Context, trace.Span) {
+	t := tracer()
+	if t == nil {
+		return ctx, offSpan
+	}
+	ctx = propagator.Extract(ctx, Header(hdr))
+	return t.Start(ctx, "process "+subject, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+		messagingNATS,
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingDestinationNameKey.String(subject),
+		semconv.MessagingMessageIDKey.String(firstValue(hdr, "Nats-Msg-Id")),
+		attribute.Int64("messaging.nats.stream_sequence", int64(streamSeq)),
+		attribute.Int64("messaging.nats.delivered", int64(delivered)),
+	))
+}
+
+// StartBatch starts the span of a batch of messages from subject written in
+// one transaction, a child of ctx's span, linked to each message's span
+// (msgs): a batch belongs to many traces, and the links lead from it to each
+// of them. The caller passes the context of its first message's span, so a
+// reading alone in its batch has one trace from the request to the commit.
+func StartBatch(ctx context.Context, subject string, msgs []trace.SpanContext) (context.Context, trace.Span) {
+	t := tracer()
+	if t == nil {
+		return ctx, offSpan
+	}
+	links := make([]trace.Link, 0, len(msgs))
+	for _, sc := range msgs {
+		if sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	return t.Start(ctx, "batch "+subject, trace.WithSpanKind(trace.SpanKindInternal), trace.WithLinks(links...), trace.WithAttributes(
+		messagingNATS,
+		semconv.MessagingDestinationNameKey.String(subject),
+		semconv.MessagingBatchMessageCountKey.Int(len(msgs)),
+	))
+}
+
+// StartDB starts the span of one PostgreSQL statement or transaction:
+// operation ("INSERT", "BEGIN") on table, named "INSERT gps" as the
+// database conventions name it.
+func StartDB(ctx context.Context, operation, table string) (context.Context, trace.Span) {
+	t := tracer()
+	if t == nil {
+		return ctx, offSpan
+	}
+	name := operation
+	if table != "" {
+		name += " " + table
+	}
+	return t.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		semconv.DBSystemNamePostgreSQL,
+		semconv.DBOperationNameKey.String(operation),
+		semconv.DBCollectionNameKey.String(table),
+	))
+}
+
+// StartRekognition starts the client span of one Rekognition operation,
+// named "Rekognition.SearchFacesByImage" as the AWS SDK conventions name it.
+func StartRekognition(ctx context.Context, operation string) (context.Context, trace.Span) {
+	t := tracer()
+	if t == nil {
+		return ctx, offSpan
+	}
+	return t.Start(ctx, "Rekognition."+operation, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
+		attribute.String("rpc.system", "aws-api"),
+		attribute.String("rpc.service", "Rekognition"),
+		semconv.RPCMethodKey.String(operation),
+	))
+}
+
+// StartDeadLetter starts the producer span of a message's copy to the
+// dead-letter subject, with the reason it is dead-lettered.
+func StartDeadLetter(ctx context.Context, subject, reason string) (context.Context, trace.Span) {
+	t := tracer()
+	if t == nil {
+		return ctx, offSpan
+	}
+	return t.Start(ctx, "dead-letter "+subject, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+		messagingNATS,
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingDestinationNameKey.String(subject),
+		attribute.String("telemetry.dead_letter.reason", reason),
+	))
+}
+
+var messagingNATS = semconv.MessagingSystemKey.String("nats")
+
+func firstValue(hdr map[string][]string, key string) string {
+	if v := hdr[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
