@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"time"
@@ -25,9 +24,11 @@ const (
 // soft stop) is done; then it closes in. A subscription that fails (a missed
 // heartbeat, a consumer leader change, NATS unreachable) is drained and made
 // again with back-off, logged and counted: nothing a subscription can
-// report ends the worker. While the database is down (outage) it fetches
-// nothing, and keeps the messages the last subscription had buffered alive
-// with InProgress until they can be handed over.
+// report ends the worker. While the database is down (outage) the running
+// subscription is kept and what it delivers is held (see subscribe); a
+// subscription that ended is not made again until the database is back, and
+// what it had delivered is kept alive with InProgress until it can be
+// handed over.
 func (w *worker) feed(ctx context.Context, t models.Type, buffer int, in chan<- jetstream.Msg) {
 	defer close(in)
 	var held []jetstream.Msg
@@ -81,13 +82,22 @@ func (w *worker) handOver(held []jetstream.Msg, in chan<- jetstream.Msg) []jetst
 }
 
 // subscribe runs one subscription of consumer t, with up to buffer messages
-// pulled ahead, until ctx is done or the database goes down (nil), or the
-// subscription fails (its error). In each case it drains the subscription
-// first: what it buffered is handed to in, or appended to held while the
-// database is down, never dropped.
+// pulled ahead, until ctx is done (nil) or the subscription fails (its
+// error). Every message it delivers passes through held on its way to in:
+// while the database is down held keeps it, alive with InProgress every
+// third of AckWait, and hands it over once the database is back.
+//
+// The subscription is kept through an outage rather than drained: draining
+// unsubscribes while a pull request is still open on the server, and what
+// the server had already sent for it reaches a closed inbox, to come back
+// only after AckWait as a redelivery. Kept, the subscription goes on
+// pulling while the worker is paused; the consumer's MaxAckPending bounds
+// how much the worker then holds. A subscription is drained only when it
+// ends (the soft stop, or a failure), and what the drain yields is held
+// too, never dropped. A subscription is not started while the database is
+// down (nil at once).
 func (w *worker) subscribe(ctx context.Context, t models.Type, buffer int, in chan<- jetstream.Msg, held *[]jetstream.Msg) error {
-	down, changed := w.outage.state()
-	if down {
+	if down, _ := w.outage.state(); down {
 		return nil
 	}
 	cons, err := w.js.Consumer(ctx, messaging.StreamName, messaging.ConsumerName(t))
@@ -103,50 +113,73 @@ func (w *worker) subscribe(ctx context.Context, t models.Type, buffer int, in ch
 		return err
 	}
 	defer it.Stop()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-changed:
-		case <-done:
-			return
-		}
-		it.Drain()
-	}()
+	next := pump(it)
 
+	keepAlive := time.NewTicker(w.cfg.Topology.AckWait / 3)
+	defer keepAlive.Stop()
+	stopping := ctx.Done()
 	var failed error
 	for {
-		m, err := it.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-changed:
-				return nil
-			default: // closed by a failure, or by NATS
-				return cmp.Or(failed, err)
-			}
-		}
-		if err != nil {
-			// ErrNoHeartbeat and the like: take what the subscription holds,
-			// then make a new one.
-			if failed == nil {
-				failed = err
-				it.Drain()
-			}
-			continue
-		}
-		if down, _ := w.outage.state(); down {
-			*held = append(*held, m)
-			continue
+		down, changed := w.outage.state()
+		var out chan<- jetstream.Msg // nil (never ready) unless there is something to hand over
+		var first jetstream.Msg
+		if !down && len(*held) > 0 {
+			out, first = in, (*held)[0]
 		}
 		select {
-		case in <- m:
-		case <-changed: // the database went down while the batch loop was busy
-			*held = append(*held, m)
+		case r, ok := <-next:
+			switch {
+			case !ok:
+				if failed == nil && stopping != nil {
+					failed = jetstream.ErrMsgIteratorClosed // closed by NATS, not by us
+				}
+				return failed
+			case r.err != nil:
+				// ErrNoHeartbeat and the like: take what the subscription
+				// holds, then make a new one.
+				if failed == nil {
+					failed = r.err
+					it.Drain()
+				}
+			default:
+				*held = append(*held, r.msg)
+			}
+		case out <- first:
+			*held = (*held)[1:]
+		case <-changed:
+		case <-keepAlive.C:
+			if down {
+				inProgress(*held, w.log)
+			}
+		case <-stopping:
+			stopping = nil
+			it.Drain()
 		}
 	}
+}
+
+// pulled is one answer of a pull iterator's Next.
+type pulled struct {
+	msg jetstream.Msg
+	err error
+}
+
+// pump reads it until it is closed (jetstream.ErrMsgIteratorClosed), so that
+// a caller can wait for a message and for other events at once. The channel
+// is closed after the last message; the caller must read it to the end.
+func pump(it jetstream.MessagesContext) <-chan pulled {
+	next := make(chan pulled)
+	go func() {
+		defer close(next)
+		for {
+			m, err := it.Next()
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return
+			}
+			next <- pulled{msg: m, err: err}
+		}
+	}()
+	return next
 }
 
 // photoSlot processes photos one at a time until ctx (the soft stop) is done,

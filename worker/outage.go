@@ -36,10 +36,11 @@ const (
 // PostgreSQL. A failure that says the connection is gone
 // (storage.ErrUnreachable), or suspectStreak transient failures in a row, is
 // checked with a ping; if the ping fails too the worker pauses: the
-// consumers fetch nothing, the messages they hold are kept alive with
-// InProgress and retried in place once the database answers again, so an
-// outage of any length spends no deliveries and dead-letters nothing. One
-// prober pings with back-off until then.
+// messages the consumers hold, and those their open subscriptions still
+// deliver (at most MaxAckPending a consumer), are kept alive with InProgress
+// and retried in place once the database answers again, so an outage of any
+// length spends no deliveries and dead-letters nothing; no new subscription
+// or photo fetch starts. One prober pings with back-off until then.
 type outage struct {
 	ping    func(context.Context) error
 	log     *slog.Logger
@@ -109,7 +110,7 @@ func (o *outage) trip(ctx context.Context, cause error) {
 		return
 	}
 	o.setDown(true)
-	o.log.Error("processing paused: the database is unreachable; nothing is fetched, messages in hand are held (InProgress) and retried when it is back, no delivery is spent",
+	o.log.Error("processing paused: the database is unreachable; messages in hand, and those the open subscriptions still deliver (up to CONSUMER_MAX_ACK_PENDING a type), are held (InProgress) and retried when it is back, no delivery is spent",
 		"err", cause)
 	go o.probe(ctx)
 }
