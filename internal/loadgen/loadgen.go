@@ -42,6 +42,9 @@ type Request struct {
 	Header   http.Header // sent as is (shared, never mutated by loadgen)
 	Body     []byte      // sent as is
 	Readings int
+	// Label, if set, groups this request's outcome in Result.ByLabel (e.g.
+	// "gps", "batch", "photo"), so a mix reports each kind on its own.
+	Label string
 }
 
 // Source returns the i-th request (i from 0, warm-up requests included; in
@@ -96,6 +99,10 @@ type Result struct {
 	// ErrorSamples holds the first error message of each class in Errors,
 	// for a report to show what "other" was.
 	ErrorSamples map[string]string
+	// ByLabel holds the same figures for the requests of each Request.Label
+	// (nil when no request had one); Dropped is 0 there, as a dropped
+	// arrival's request is never built, and Elapsed is the run's.
+	ByLabel map[string]Result
 }
 
 // RequestsPerSecond returns the rate of 2xx answers over the recorded period.

@@ -325,3 +325,30 @@ func TestConfigRefused(t *testing.T) {
 		}
 	}
 }
+
+// Labelled requests are also counted per label; unlabelled ones only overall.
+func TestByLabel(t *testing.T) {
+	srv := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/refused" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	res := run(t, Config{BaseURL: srv.URL, Concurrency: 4, N: 90, Source: func(i int64) Request {
+		switch i % 3 {
+		case 0:
+			return Request{Path: "/ok", Label: "batch", Readings: 10}
+		case 1:
+			return Request{Path: "/refused", Label: "photo"}
+		}
+		return Request{Path: "/ok"}
+	}})
+	batch, photo := res.ByLabel["batch"], res.ByLabel["photo"]
+	if len(res.ByLabel) != 2 || res.OK != 60 || res.Readings != 330 ||
+		batch.Sent != 30 || batch.OK != 30 || batch.Readings != 300 || batch.Latency.Count() != 30 || !maps.Equal(batch.Status, map[int]int64{202: 30}) ||
+		photo.Sent != 30 || photo.OK != 0 || photo.Latency.Count() != 0 || !maps.Equal(photo.Status, map[int]int64{503: 30}) ||
+		batch.Elapsed != res.Elapsed || batch.RequestsPerSecond() <= 0 {
+		t.Errorf("result %+v\nbatch %+v\nphoto %+v", res, batch, photo)
+	}
+}

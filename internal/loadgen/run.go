@@ -43,14 +43,9 @@ type job struct {
 }
 
 type worker struct {
-	r         *runner
-	lat       *Histogram
-	status    map[int]int64
-	errors    map[string]int64
-	samples   map[string]string
-	sent, ok  int64
-	readings  int64
-	cancelled int64
+	r       *runner
+	all     *tally
+	byLabel map[string]*tally
 }
 
 func newRunner(cfg Config, base *url.URL) *runner {
@@ -84,7 +79,7 @@ func (r *runner) run(ctx context.Context) Result {
 
 	workers := make([]*worker, r.cfg.Concurrency)
 	for k := range workers {
-		workers[k] = &worker{r: r, lat: NewHistogram(), status: map[int]int64{}, errors: map[string]int64{}, samples: map[string]string{}}
+		workers[k] = &worker{r: r, all: newTally(), byLabel: map[string]*tally{}}
 	}
 	var dropped int64
 	if r.cfg.Rate > 0 {
@@ -102,28 +97,22 @@ func (r *runner) run(ctx context.Context) Result {
 	close(progressDone)
 	progress.Wait()
 
-	res := Result{
-		Status:  map[int]int64{},
-		Errors:  map[string]int64{},
-		Dropped: dropped,
-		Elapsed: max(finished.Sub(r.recordStart), 0),
-		Latency: NewHistogram(),
-	}
-	res.ErrorSamples = map[string]string{}
+	res := newResult()
+	res.Dropped = dropped
+	res.Elapsed = max(finished.Sub(r.recordStart), 0)
 	for _, w := range workers {
-		res.Sent += w.sent
-		res.OK += w.ok
-		res.Readings += w.readings
-		res.Cancelled += w.cancelled
-		res.Latency.Merge(w.lat)
-		for s, n := range w.status {
-			res.Status[s] += n
-		}
-		for c, n := range w.errors {
-			res.Errors[c] += n
-		}
-		for c, m := range w.samples {
-			res.ErrorSamples[c] = m
+		w.all.addTo(&res)
+		for label, t := range w.byLabel {
+			if res.ByLabel == nil {
+				res.ByLabel = map[string]Result{}
+			}
+			g, ok := res.ByLabel[label]
+			if !ok {
+				g = newResult()
+				g.Elapsed = res.Elapsed
+			}
+			t.addTo(&g)
+			res.ByLabel[label] = g
 		}
 	}
 	return res
@@ -226,10 +215,19 @@ func (w *worker) do(i int64, due time.Time, rec bool) {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
+	tallies := [2]*tally{w.all}
+	if req.Label != "" && rec {
+		t, ok := w.byLabel[req.Label]
+		if !ok {
+			t = newTally()
+			w.byLabel[req.Label] = t
+		}
+		tallies[1] = t
+	}
 	hreq, err := http.NewRequestWithContext(r.reqCtx, method, r.base+path, bytes.NewReader(req.Body))
 	if err != nil { // a bad Method or Path from the Source
 		if rec {
-			w.fail("request", err)
+			w.fail(tallies, "request", err)
 		}
 		return
 	}
@@ -245,33 +243,36 @@ func (w *worker) do(i int64, due time.Time, rec bool) {
 	}
 	switch {
 	case err != nil && r.reqCtx.Err() != nil:
-		w.cancelled++
-	case err != nil:
-		w.fail(classify(err), err)
-	default:
-		w.sent++
-		r.live.sent.Add(1)
-		w.status[status]++
-		if status/100 != 2 {
-			return
+		for _, t := range tallies {
+			if t != nil {
+				t.cancelled++
+			}
 		}
-		w.ok++
-		r.live.ok.Add(1)
-		w.readings += int64(max(req.Readings, 1))
-		w.lat.Record(latency)
-		if r.cfg.OnResponse != nil {
-			r.cfg.OnResponse(req, status, body, due)
+	case err != nil:
+		w.fail(tallies, classify(err), err)
+	default:
+		r.live.sent.Add(1)
+		for _, t := range tallies {
+			if t != nil {
+				t.answer(status, req.Readings, latency)
+			}
+		}
+		if status/100 == 2 {
+			r.live.ok.Add(1)
+			if r.cfg.OnResponse != nil {
+				r.cfg.OnResponse(req, status, body, due)
+			}
 		}
 	}
 }
 
-func (w *worker) fail(class string, err error) {
-	w.sent++
+func (w *worker) fail(tallies [2]*tally, class string, err error) {
 	w.r.live.sent.Add(1)
 	w.r.live.errors.Add(1)
-	w.errors[class]++
-	if _, ok := w.samples[class]; !ok {
-		w.samples[class] = err.Error()
+	for _, t := range tallies {
+		if t != nil {
+			t.fail(class, err)
+		}
 	}
 }
 
