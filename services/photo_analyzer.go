@@ -16,6 +16,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/rekognition"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/challenge-v3/challenge-v3/config"
@@ -197,9 +199,11 @@ func (s *PhotoAnalyzerService) AnalyzeMessage(ctx context.Context, messageID, de
 	key := imageKey(sha256.Sum256(image))
 	if e, ok := s.cache.get(key); ok {
 		s.metrics.cache.WithLabelValues("hit").Inc()
+		markCache(ctx, "hit")
 		return e.analysisFor(messageID), nil
 	}
 	s.metrics.cache.WithLabelValues("miss").Inc()
+	markCache(ctx, "miss")
 	if err := ctx.Err(); err != nil {
 		return Analysis{}, ierr.E(ierr.Unavailable, op, err)
 	}
@@ -297,4 +301,12 @@ func firstAbove(matches []faceMatch, threshold float64) *faceMatch {
 		}
 	}
 	return nil
+}
+
+// markCache notes on the span of the photo's processing whether the cache
+// answered (a photo's trace without Rekognition spans is then explained).
+func markCache(ctx context.Context, result string) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.SetAttributes(attribute.String("photo.analysis.cache", result))
+	}
 }

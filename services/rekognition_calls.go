@@ -9,15 +9,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/rekognition"
 	"github.com/aws/aws-sdk-go-v2/service/rekognition/types"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // The Rekognition operations PhotoAnalyzerService calls, one function each:
 // the request it sends, its metrics, and the translation of the answer into
-// plain values and of its error into an *ierr.Error. What the answers mean
-// for a photo (cache, search then index, threshold, no face) is decided in
-// photo_analyzer.go.
+// plain values and of its error into an *ierr.Error, and its span (a child
+// of the photo's processing, see tracing.StartRekognition). What the answers
+// mean for a photo (cache, search then index, threshold, no face) is decided
+// in photo_analyzer.go.
 
 // EnsureCollection creates the collection if it does not exist; an existing
 // one (also one created concurrently by another worker) is fine. No-op when
@@ -29,35 +33,35 @@ func (s *PhotoAnalyzerService) EnsureCollection(ctx context.Context) error {
 	}
 	id := s.cfg.CollectionID
 
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	start := time.Now()
+	cctx, c := s.begin(ctx, opDescribeCollection)
+	cctx, cancel := context.WithTimeout(cctx, s.cfg.CallTimeout)
 	desc, err := s.client.DescribeCollection(cctx, &rekognition.DescribeCollectionInput{CollectionId: aws.String(id)})
 	cancel()
 	switch {
 	case err == nil:
-		s.observe(opDescribeCollection, start, outcomeSuccess)
-		s.log.Info("rekognition collection ready", "collection", id, "faces", aws.ToInt64(desc.FaceCount), "face_model_version", aws.ToString(desc.FaceModelVersion))
+		s.done(c, outcomeSuccess)
+		s.log.InfoContext(ctx, "rekognition collection ready", "collection", id, "faces", aws.ToInt64(desc.FaceCount), "face_model_version", aws.ToString(desc.FaceModelVersion))
 		return nil
 	case isCode(err, codeResourceNotFound):
-		s.observe(opDescribeCollection, start, outcomeNotFound)
+		s.done(c, outcomeNotFound)
 	default:
-		return s.fail(opDescribeCollection, start, err)
+		return s.fail(c, err)
 	}
 
-	cctx, cancel = context.WithTimeout(ctx, s.cfg.CallTimeout)
+	cctx, c = s.begin(ctx, opCreateCollection)
+	cctx, cancel = context.WithTimeout(cctx, s.cfg.CallTimeout)
 	defer cancel()
-	start = time.Now()
 	created, err := s.client.CreateCollection(cctx, &rekognition.CreateCollectionInput{CollectionId: aws.String(id)})
 	switch {
 	case err == nil:
-		s.observe(opCreateCollection, start, outcomeSuccess)
-		s.log.Info("rekognition collection created", "collection", id, "arn", aws.ToString(created.CollectionArn))
+		s.done(c, outcomeSuccess)
+		s.log.InfoContext(ctx, "rekognition collection created", "collection", id, "arn", aws.ToString(created.CollectionArn))
 		return nil
 	case isCode(err, codeResourceAlreadyExists):
-		s.observe(opCreateCollection, start, outcomeAlreadyExists)
+		s.done(c, outcomeAlreadyExists)
 		return nil
 	default:
-		return s.fail(opCreateCollection, start, err)
+		return s.fail(c, err)
 	}
 }
 
@@ -79,9 +83,11 @@ type faceMatch struct {
 // no face detected → noFace; a face detected → the parameter really was
 // invalid, and the photo is dead-lettered as before.
 func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (matches []faceMatch, noFace bool, err error) {
+	// ctx is the search's span from here on: a DetectFaces that settles its
+	// answer is its child.
+	ctx, c := s.begin(ctx, opSearchFacesByImage)
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	start := time.Now()
 	out, err := s.client.SearchFacesByImage(cctx, &rekognition.SearchFacesByImageInput{
 		CollectionId:       aws.String(s.cfg.CollectionID),
 		Image:              &types.Image{Bytes: image},
@@ -91,10 +97,10 @@ func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (matche
 		// poor photo; quality is enforced when indexing instead.
 		QualityFilter: types.QualityFilterNone,
 	})
-	took := time.Since(start)
+	took := time.Since(c.start)
 	switch {
 	case err == nil:
-		s.record(opSearchFacesByImage, took, outcomeSuccess)
+		s.end(c, took, outcomeSuccess, nil)
 	case isCode(err, codeInvalidParameter):
 		// The search is counted once its answer is settled: no_face, invalid,
 		// or (DetectFaces failed) that failure's outcome, under which the
@@ -103,18 +109,18 @@ func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (matche
 		switch {
 		case derr != nil:
 			_, outcome := classify(derr)
-			s.record(opSearchFacesByImage, took, outcome)
+			s.end(c, took, outcome, derr)
 			return nil, false, derr
 		case faces == 0:
-			s.record(opSearchFacesByImage, took, outcomeNoFace)
+			s.end(c, took, outcomeNoFace, nil)
 			return nil, true, nil
 		default:
 			kind, outcome := classify(err)
-			s.record(opSearchFacesByImage, took, outcome)
+			s.end(c, took, outcome, err)
 			return nil, false, ierr.E(kind, "rekognition."+opSearchFacesByImage, err)
 		}
 	default:
-		return nil, false, s.fail(opSearchFacesByImage, start, err)
+		return nil, false, s.fail(c, err)
 	}
 	for _, m := range out.FaceMatches {
 		if m.Face == nil || aws.ToString(m.Face.FaceId) == "" || m.Similarity == nil {
@@ -129,23 +135,23 @@ func (s *PhotoAnalyzerService) search(ctx context.Context, image []byte) (matche
 // called only to settle a search's InvalidParameterException, so only
 // faceless photos, and rejected parameters, cost the extra call.
 func (s *PhotoAnalyzerService) detect(ctx context.Context, image []byte) (int, error) {
+	ctx, c := s.begin(ctx, opDetectFaces)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	start := time.Now()
 	out, err := s.client.DetectFaces(ctx, &rekognition.DetectFacesInput{Image: &types.Image{Bytes: image}})
 	if err != nil {
-		return 0, s.fail(opDetectFaces, start, err)
+		return 0, s.fail(c, err)
 	}
-	s.observe(opDetectFaces, start, outcomeSuccess)
+	s.done(c, outcomeSuccess)
 	return len(out.FaceDetails), nil
 }
 
 // index adds the photo's largest face to the collection and returns its face
 // id, or "" when Rekognition found no face good enough to index.
 func (s *PhotoAnalyzerService) index(ctx context.Context, messageID, deviceID string, image []byte) (string, error) {
+	ctx, c := s.begin(ctx, opIndexFaces)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
-	start := time.Now()
 	out, err := s.client.IndexFaces(ctx, &rekognition.IndexFacesInput{
 		CollectionId:    aws.String(s.cfg.CollectionID),
 		Image:           &types.Image{Bytes: image},
@@ -156,9 +162,9 @@ func (s *PhotoAnalyzerService) index(ctx context.Context, messageID, deviceID st
 		QualityFilter: types.QualityFilterAuto,
 	})
 	if err != nil {
-		return "", s.fail(opIndexFaces, start, err)
+		return "", s.fail(c, err)
 	}
-	s.observe(opIndexFaces, start, outcomeSuccess)
+	s.done(c, outcomeSuccess)
 	for _, r := range out.FaceRecords {
 		if r.Face != nil && aws.ToString(r.Face.FaceId) != "" {
 			return *r.Face.FaceId, nil
@@ -171,27 +177,47 @@ func (s *PhotoAnalyzerService) index(ctx context.Context, messageID, deviceID st
 				reasons = append(reasons, string(r))
 			}
 		}
-		s.log.Debug("face not indexed", "device_id", deviceID, "reasons", reasons)
+		s.log.DebugContext(ctx, "face not indexed", "device_id", deviceID, "reasons", reasons)
 	}
 	return "", nil
 }
 
-// observe records one Rekognition operation, started at start, in the metrics.
-func (s *PhotoAnalyzerService) observe(operation string, start time.Time, outcome string) {
-	s.record(operation, time.Since(start), outcome)
+// call is one Rekognition operation under way: its name, its start and its
+// span, which begin starts and end ends.
+type call struct {
+	op    string
+	start time.Time
+	span  trace.Span
 }
 
-// record records one Rekognition operation that took took.
-func (s *PhotoAnalyzerService) record(operation string, took time.Duration, outcome string) {
-	s.metrics.duration.WithLabelValues(operation).Observe(took.Seconds())
-	s.metrics.calls.WithLabelValues(operation, outcome).Inc()
+// begin starts operation op: its span, a child of ctx's, and its clock.
+func (s *PhotoAnalyzerService) begin(ctx context.Context, op string) (context.Context, call) {
+	ctx, span := tracing.StartRekognition(ctx, op)
+	return ctx, call{op: op, start: time.Now(), span: span}
 }
 
-// fail records a failed operation and translates its error.
-func (s *PhotoAnalyzerService) fail(operation string, start time.Time, err error) error {
+// done ends c, which answered with outcome, now.
+func (s *PhotoAnalyzerService) done(c call, outcome string) {
+	s.end(c, time.Since(c.start), outcome, nil)
+}
+
+// end records c in the metrics, as having taken took and answered with
+// outcome, and ends its span, failed with err when err is not nil (an
+// answer the analysis expects, such as no face, is not a failure).
+func (s *PhotoAnalyzerService) end(c call, took time.Duration, outcome string, err error) {
+	s.metrics.duration.WithLabelValues(c.op).Observe(took.Seconds())
+	s.metrics.calls.WithLabelValues(c.op, outcome).Inc()
+	if c.span.IsRecording() {
+		c.span.SetAttributes(attribute.String("rekognition.outcome", outcome))
+	}
+	tracing.End(c.span, err)
+}
+
+// fail ends a failed operation and translates its error.
+func (s *PhotoAnalyzerService) fail(c call, err error) error {
 	kind, outcome := classify(err)
-	s.observe(operation, start, outcome)
-	return ierr.E(kind, "rekognition."+operation, err)
+	s.end(c, time.Since(c.start), outcome, err)
+	return ierr.E(kind, "rekognition."+c.op, err)
 }
 
 // ExternalImageID derives the ExternalImageId stored with an indexed face from
