@@ -113,7 +113,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	rawURL := fs.String("url", "http://127.0.0.1:8080", "base URL of the API (loopback only, unless -allow-remote)")
 	allowRemote := fs.Bool("allow-remote", false, "allow a -url that is not this machine: only for a deployment you own and may load")
 	key := fs.String("key", os.Getenv("API_KEY"), "API key with the ingest scope (default $API_KEY)")
-	n := fs.Int64("n", 1000, fmt.Sprintf("number of requests (at most %d; open loop: arrivals)", maxRequests))
+	n := fs.Int64("n", 1000, fmt.Sprintf("number of requests (at most %d; open loop: arrivals); default %d when only -duration is given", maxRequests, maxRequests))
 	c := fs.Int("c", 10, fmt.Sprintf("closed loop: concurrent requests; with -rate: the cap on requests in flight, default %d (at most %d)", openLoopConcurrency, maxConcurrency))
 	rate := fs.Float64("rate", 0, fmt.Sprintf("open loop: requests per second, sent whatever the answers take (at most %d); 0: closed loop", maxRate))
 	duration := fs.Duration("duration", 30*time.Second, fmt.Sprintf("stop after this long even if -n is not reached (at most %s)", maxDuration))
@@ -132,10 +132,13 @@ func parse(args []string, stderr io.Writer) (options, error) {
 		allowRemote: *allowRemote, key: *key, n: *n, c: *c, rate: *rate, duration: *duration, warmup: *warmup,
 		progress: *progress, batchSize: *batchSize, devices: *devices, jsonOut: *jsonOut,
 	}
-	cSet := false
-	fs.Visit(func(f *flag.Flag) { cSet = cSet || f.Name == "c" })
-	if o.rate > 0 && !cSet {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.rate > 0 && !set["c"] {
 		o.c = openLoopConcurrency
+	}
+	if set["duration"] && !set["n"] {
+		o.n = maxRequests // "-duration 1m" means a minute, not 1,000 requests
 	}
 	var errs []error
 	if fs.NArg() > 0 {

@@ -1,7 +1,8 @@
 // Command loadtest sends bounded telemetry load at a running API and reports
 // what it answered: throughput in requests and readings per second, latency
-// percentiles and an HDR-style histogram of the 2xx answers, a histogram of
-// the statuses and the transport errors by class.
+// percentiles and an HDR-style histogram of the 2xx answers, the same
+// figures for each kind of the mix, a histogram of the statuses and the
+// transport errors by class.
 //
 //	go run ./cmd/loadtest -key "$API_KEY" -n 10000 -c 50                       # closed loop: 50 at a time
 //	go run ./cmd/loadtest -key "$API_KEY" -rate 2000 -duration 1m -warmup 5s   # open loop: 2,000 arrivals/s
@@ -18,7 +19,8 @@
 //
 // It talks to loopback addresses only unless -allow-remote is given (for a
 // deployment you own), stops after -n requests or -duration (after
-// -warmup), whichever comes first, and never follows redirects. The API
+// -warmup), whichever comes first (-duration alone lifts -n to its maximum),
+// and never follows redirects. The API
 // rate-limits per client IP, so start it with RATE_LIMIT_RPS=0 (or a high
 // limit) to measure the pipeline rather than the limiter.
 //

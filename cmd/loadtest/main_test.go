@@ -70,6 +70,22 @@ func TestParseBounds(t *testing.T) {
 	}
 }
 
+// -duration alone means that long, not the default 1,000 requests.
+func TestDurationAloneLiftsN(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want int64
+	}{
+		{[]string{"-key", "k"}, 1000},
+		{[]string{"-key", "k", "-duration", "1m"}, maxRequests},
+		{[]string{"-key", "k", "-duration", "1m", "-n", "5"}, 5},
+	} {
+		if o, err := parse(tt.args, &bytes.Buffer{}); err != nil || o.n != tt.want {
+			t.Errorf("parse(%q): -n %d (%v), want %d", tt.args, o.n, err, tt.want)
+		}
+	}
+}
+
 // fake is a real local HTTP server that answers the first `accept` of
 // every 100 well-formed requests 202 (a batch with the API's per-reading
 // answer) and the rest 429 with the API's rate-limit headers; a malformed
@@ -179,7 +195,11 @@ func TestMixAndJSON(t *testing.T) {
 		Status map[string]int64 `json:"status"`
 		Errors map[string]int64 `json:"errors"`
 		Mix    map[string]int   `json:"mix"`
-		Passed bool             `json:"passed"`
+		ByKind map[string]struct {
+			Sent, OK, Readings int64
+			Latency            map[string]float64 `json:"latency_ms"`
+		} `json:"by_kind"`
+		Passed bool `json:"passed"`
 	}
 	if err := json.Unmarshal([]byte(out), &s); err != nil {
 		t.Fatalf("-json output: %v\n%s", err, out)
@@ -192,6 +212,12 @@ func TestMixAndJSON(t *testing.T) {
 		len(s.Errors) != 0 || !s.Passed || s.RPS <= 0 || s.ReadRPS <= s.RPS || inHistogram != 200 ||
 		s.Latency["p50"] <= 0 || s.Latency["max"] < s.Latency["p99_9"] || s.Mix["batch"] != 9 {
 		t.Errorf("result:\n%s", out)
+	}
+	for name, want := range map[string][2]int64{"gps": {140, 140}, "gyroscope": {40, 40}, "batch": {18, 180}, "photo": {2, 2}} {
+		k := s.ByKind[name]
+		if k.Sent != want[0] || k.OK != want[0] || k.Readings != want[1] || k.Latency["max"] <= 0 {
+			t.Errorf("%s: %+v, want %d requests and %d readings", name, k, want[0], want[1])
+		}
 	}
 }
 

@@ -43,7 +43,22 @@ type summary struct {
 	Status       map[int]int64     `json:"status"`
 	Errors       map[string]int64  `json:"errors"`
 	ErrorSamples map[string]string `json:"error_samples,omitempty"`
-	Passed       bool              `json:"passed"` // the exit code is 0
+	// ByKind holds the figures of each kind of the mix (gps, gyroscope, batch, photo).
+	ByKind map[string]kind `json:"by_kind"`
+	Passed bool            `json:"passed"` // the exit code is 0
+}
+
+// kind is the part of a run's figures that one request kind of the mix had.
+type kind struct {
+	Sent           int64            `json:"sent"`
+	OK             int64            `json:"ok"`
+	Failed         int64            `json:"failed"`
+	Readings       int64            `json:"readings"`
+	RequestsPerSec float64          `json:"requests_per_second"`
+	ReadingsPerSec float64          `json:"readings_per_second"`
+	Latency        latency          `json:"latency_ms"`
+	Status         map[int]int64    `json:"status"`
+	Errors         map[string]int64 `json:"errors"`
 }
 
 type latency struct {
@@ -118,10 +133,25 @@ func summarize(o options, res loadgen.Result, obs *observed) summary {
 	if res.Elapsed > 0 {
 		s.ReadingsPerSec = float64(s.Readings) / res.Elapsed.Seconds()
 	}
-	l := res.Latency
-	s.Latency = latency{P50: ms(l.Quantile(.5)), P90: ms(l.Quantile(.9)), P99: ms(l.Quantile(.99)), P999: ms(l.Quantile(.999)),
-		Max: ms(l.Max()), Mean: ms(l.Mean()), Min: ms(l.Min())}
+	s.Latency = latencyOf(res.Latency)
+	s.ByKind = map[string]kind{}
+	for name, g := range res.ByLabel {
+		k := kind{Sent: g.Sent, OK: g.OK, Failed: g.Failed(), Readings: g.Readings, RequestsPerSec: g.RequestsPerSecond(),
+			Latency: latencyOf(g.Latency), Status: g.Status, Errors: g.Errors}
+		if name == "batch" {
+			k.Readings -= s.ReadingsRejected
+		}
+		if res.Elapsed > 0 {
+			k.ReadingsPerSec = float64(k.Readings) / res.Elapsed.Seconds()
+		}
+		s.ByKind[name] = k
+	}
 	return s
+}
+
+func latencyOf(l *loadgen.Histogram) latency {
+	return latency{P50: ms(l.Quantile(.5)), P90: ms(l.Quantile(.9)), P99: ms(l.Quantile(.99)), P999: ms(l.Quantile(.999)),
+		Max: ms(l.Max()), Mean: ms(l.Mean()), Min: ms(l.Min())}
 }
 
 // report prints the result to out (text, or JSON with -json) and a warning
@@ -200,6 +230,18 @@ func printText(out io.Writer, o options, s summary, res loadgen.Result) {
 				label = "> " + edges[len(edges)-1].String()
 			}
 			fmt.Fprintf(out, "  %-10s %9d %6s %7s  %s\n", label, b.Count, percent(b.Count, s.OK), percent(cum, s.OK), bar(b.Count, s.OK))
+		}
+	}
+	if len(s.ByKind) > 1 {
+		fmt.Fprintf(out, "\nby kind     %9s %9s %10s %11s %9s %9s %9s\n", "sent", "2xx", "2xx/s", "readings/s", "p50", "p99", "max")
+		for _, name := range kinds {
+			k, ok := s.ByKind[name]
+			if !ok {
+				continue
+			}
+			g := res.ByLabel[name].Latency
+			fmt.Fprintf(out, "  %-9s %9d %9d %10.1f %11.1f %9s %9s %9s\n", name, k.Sent, k.OK, k.RequestsPerSec, k.ReadingsPerSec,
+				dur(g.Quantile(.5)), dur(g.Quantile(.99)), dur(g.Max()))
 		}
 	}
 	fmt.Fprintln(out, "\nstatus histogram (all answers)")

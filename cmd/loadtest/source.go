@@ -60,12 +60,12 @@ func (o options) source() loadgen.Source {
 		now := time.Now().UTC()
 		switch kind := s.kind(i); kind {
 		case "batch":
-			return loadgen.Request{Path: "/telemetry/batch", Header: jsonHeader, Body: batchBody(device, now, o.batchSize), Readings: o.batchSize}
+			return loadgen.Request{Path: "/telemetry/batch", Header: jsonHeader, Body: batchBody(device, now, o.batchSize), Readings: o.batchSize, Label: kind}
 		case "photo":
 			body := fmt.Appendf(nil, `{"device_id":%q,"timestamp":%q,"photo":%q}`, device, now.Format(time.RFC3339Nano), o.photoB64)
-			return loadgen.Request{Path: "/telemetry/photo", Header: jsonHeader, Body: body, Readings: 1}
+			return loadgen.Request{Path: "/telemetry/photo", Header: jsonHeader, Body: body, Readings: 1, Label: kind}
 		default:
-			return loadgen.Request{Path: "/telemetry/" + kind, Header: jsonHeader, Body: reading(nil, kind, device, now, false), Readings: 1}
+			return loadgen.Request{Path: "/telemetry/" + kind, Header: jsonHeader, Body: reading(nil, kind, device, now, false), Readings: 1, Label: kind}
 		}
 	}
 }
