@@ -13,6 +13,7 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // maxDeliveriesSubject is where the server announces a message of a
@@ -144,7 +145,7 @@ func (d *DLQ) deadLetterExhausted(stored StoredFunc, advisory []byte) (*Exhauste
 // stored after all is only deleted. It reports the dead letter when it wrote
 // it (nil when it was there already: a worker or another path got there
 // first). The copy always comes before the delete.
-func (d *DLQ) settleExhausted(ctx context.Context, stream jetstream.Stream, raw *jetstream.RawStreamMsg, deliveries uint64, reason string, stored StoredFunc) (*Exhausted, error) {
+func (d *DLQ) settleExhausted(ctx context.Context, stream jetstream.Stream, raw *jetstream.RawStreamMsg, deliveries uint64, reason string, stored StoredFunc) (_ *Exhausted, err error) {
 	const op = "messaging.settleExhausted"
 	t := models.Type(strings.TrimPrefix(raw.Subject, models.SubjectPrefix))
 	// If the database cannot say whether the reading is stored, dead-letter
@@ -156,6 +157,8 @@ func (d *DLQ) settleExhausted(ctx context.Context, stream jetstream.Stream, raw 
 		}
 		return nil, nil
 	}
+	ctx, span := startDeadLetter(ctx, t, raw.Header, reason)
+	defer func() { tracing.End(span, err) }()
 	hdr := deadLetterHeaders(raw.Header, reason, raw.Subject, raw.Sequence, deliveries)
 	ack, err := d.publish(ctx, &nats.Msg{Subject: DLQSubject(t), Header: hdr, Data: raw.Data})
 	if err != nil {

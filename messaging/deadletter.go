@@ -10,9 +10,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // Headers a dead letter carries besides the original message's own.
@@ -67,12 +69,15 @@ func NewDLQ(js jetstream.JetStream, reg prometheus.Registerer, log *slog.Logger)
 // then terminates it in the main stream: a terminated message's payload is
 // gone from the worker's reach, so the copy must come first. The copy is
 // deduplicated on the original's stream sequence, so a crash between the two
-// steps cannot leave two dead letters.
-func (d *DLQ) DeadLetter(ctx context.Context, t models.Type, msg jetstream.Msg, reason string) error {
+// steps cannot leave two dead letters. Its span is a child of ctx's, the
+// worker's processing of msg (startDeadLetter).
+func (d *DLQ) DeadLetter(ctx context.Context, t models.Type, msg jetstream.Msg, reason string) (err error) {
 	const op = "messaging.DeadLetter"
 	if len(reason) > maxReasonLen {
 		reason = reason[:maxReasonLen]
 	}
+	ctx, span := startDeadLetter(ctx, t, msg.Headers(), reason)
+	defer func() { tracing.End(span, err) }()
 	md, err := msg.Metadata()
 	if err != nil {
 		return ierr.E(ierr.Internal, op, err)
@@ -87,6 +92,22 @@ func (d *DLQ) DeadLetter(ctx context.Context, t models.Type, msg jetstream.Msg, 
 		return ierr.E(ierr.Unavailable, op, err)
 	}
 	return nil
+}
+
+// startDeadLetter starts the span of dead-lettering a message whose headers
+// are orig: a child of ctx's span when there is one (the worker's
+// processing of the message), else of the trace the message's headers carry
+// (an advisory or the sweep settling a message no worker holds), so the
+// dead letter shows in the trace of the request that sent the reading.
+//
+// The dead letter keeps the original's trace context (deadLetterHeaders
+// copies every header): a replayed dead letter's processing joins that
+// trace again.
+func startDeadLetter(ctx context.Context, t models.Type, orig nats.Header, reason string) (context.Context, trace.Span) {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = tracing.Extract(ctx, orig)
+	}
+	return tracing.StartDeadLetter(ctx, DLQSubject(t), reason)
 }
 
 // deadLetterHeaders are the original headers plus the DLQ ones, with the
