@@ -53,6 +53,17 @@ func Start(ctx context.Context, name string, kind trace.SpanKind) (context.Conte
 	return t.Start(ctx, name, trace.WithSpanKind(kind))
 }
 
+// ContextWith returns ctx carrying span, for work done on span's behalf
+// under another context's deadline (a message's answer sent under the
+// batch's settle timeout) and for its log lines; ctx itself when span is
+// not a real span (tracing off), allocating nothing then.
+func ContextWith(ctx context.Context, span trace.Span) context.Context {
+	if !span.SpanContext().IsValid() {
+		return ctx
+	}
+	return trace.ContextWithSpan(ctx, span)
+}
+
 // End ends span, marking it failed with err when err is not nil.
 func End(span trace.Span, err error) {
 	if err != nil && span.IsRecording() {

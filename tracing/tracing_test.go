@@ -270,3 +270,17 @@ func TestHeaderIgnoresCase(t *testing.T) {
 		t.Errorf("after Set: %v", h)
 	}
 }
+
+func TestContextWith(t *testing.T) {
+	ctx := context.Background()
+	_, off := tracing.Start(ctx, "op", trace.SpanKindInternal)
+	if tracing.ContextWith(ctx, off) != ctx {
+		t.Error("tracing off: ContextWith made a new context")
+	}
+	tracingtest.Record(t)
+	_, on := tracing.Start(ctx, "op", trace.SpanKindInternal)
+	defer on.End()
+	if got := trace.SpanFromContext(tracing.ContextWith(ctx, on)); got != on {
+		t.Errorf("ContextWith carries %v, want the span", got)
+	}
+}
