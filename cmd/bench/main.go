@@ -5,6 +5,7 @@
 //	go run ./cmd/bench                 # every section, about 5 minutes
 //	go run ./cmd/bench -only api,batch # some sections
 //	go run ./cmd/bench -json           # the table as JSON on stdout
+//	go run ./cmd/bench -only memory -soak 5m # make soak: RSS over 5 minutes
 //
 // It brings up what it needs (embedded NATS servers, a throwaway
 // PostgreSQL cluster from the machine's binaries) and removes it on exit.
@@ -48,6 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	conns := fs.Int("c", 64, "keep-alive connections of the load generator")
 	syncAlways := fs.Bool("sync-always", false, "NATS fsyncs every write, as deploy/nats.conf does (measures the disk)")
 	asJSON := fs.Bool("json", false, "print the table as JSON on stdout (progress stays on stderr)")
+	soak := fs.Duration("soak", 0, "memory section: length of its half-rate load, up to 30m (make soak: 5m); 0: the short run")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: bench [flags]\n\nSections:")
 		for _, s := range bench.Sections() {
@@ -66,9 +68,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench: bad arguments: -rounds 1–9, -round up to 1m, -c 1–1024, no positional arguments")
 		return 2
 	}
+	if *soak < 0 || *soak > 30*time.Minute {
+		fmt.Fprintln(stderr, "bench: bad arguments: -soak 0–30m")
+		return 2
+	}
 	var selected []bench.Section
 	want := strings.Split(*only, ",")
 	for _, s := range bench.Sections() {
+		if s.Name == "memory" && *soak > 0 {
+			s = bench.MemorySection(*soak)
+		}
 		if *only == "" || slices.Contains(want, s.Name) {
 			selected = append(selected, s)
 		}

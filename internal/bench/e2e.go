@@ -73,7 +73,7 @@ func runE2E(ctx context.Context, env *Env, rep *Report) (err error) {
 	var loadErr error // a bad loadgen.Config: the bench's own bug
 	load := func(rate float64, d time.Duration) loadgen.Result {
 		res, lerr := loadgen.Run(ctx, loadgen.Config{
-			BaseURL: stack.baseURL, Concurrency: env.Connections, Rate: rate,
+			BaseURL: stack.baseURL, Concurrency: inFlight(env, rate), Rate: rate,
 			Duration: d, Source: gpsSource(set.apiSecret), OnResponse: led.onResponse,
 		})
 		loadErr = errors.Join(loadErr, lerr)
@@ -160,7 +160,7 @@ func runE2E(ctx context.Context, env *Env, rep *Report) (err error) {
 	return nil
 }
 
-// drain waits until the worker has stored every reading the ledger holds
+// e2eDrain waits until the worker has stored every reading the ledger holds
 // and returns the number of rows.
 func e2eDrain(ctx context.Context, db *pgxpool.Pool, led *ledger) (int64, error) {
 	want := int64(led.count())

@@ -64,7 +64,16 @@ func startInProcess(ctx context.Context, set stackSettings) (_ *inProcess, err e
 			_ = s.stop()
 		}
 	}()
-	if err := waitPulling(ctx, set.natsURL, s.wrkDone, 60*time.Second); err != nil {
+	stopped := func() error {
+		select {
+		case err := <-s.wrkDone:
+			s.wrkDone <- err // for stop
+			return fmt.Errorf("bench: the worker stopped at start-up: %v", err)
+		default:
+			return nil
+		}
+	}
+	if err := waitPulling(ctx, set.natsURL, 60*time.Second, stopped); err != nil {
 		return nil, fmt.Errorf("%w; logs:\n%s", err, s.logs)
 	}
 	return s, nil
@@ -88,9 +97,9 @@ func (s *inProcess) stop() error {
 }
 
 // waitPulling waits until a worker has a pull request waiting on the GPS
-// consumer, i.e. it is ready to take the first reading (or until workerDone
-// says it stopped, or limit passes).
-func waitPulling(ctx context.Context, natsURL string, workerDone chan error, limit time.Duration) error {
+// consumer, i.e. it is ready to take the first reading, or until stopped
+// returns an error (the worker is gone) or limit passes.
+func waitPulling(ctx context.Context, natsURL string, limit time.Duration, stopped func() error) error {
 	nc, err := nats.Connect(natsURL, nats.Name("bench-readiness"))
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
@@ -110,10 +119,10 @@ func waitPulling(ctx context.Context, natsURL string, workerDone chan error, lim
 		if time.Now().After(deadline) {
 			return fmt.Errorf("bench: the worker is not pulling GPS messages after %s", limit)
 		}
+		if err := stopped(); err != nil {
+			return err
+		}
 		select {
-		case err := <-workerDone:
-			workerDone <- err // for whoever stops the worker
-			return fmt.Errorf("bench: the worker stopped at start-up: %v", err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):

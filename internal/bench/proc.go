@@ -63,7 +63,7 @@ func (b *tailBuffer) String() string {
 }
 
 // proc is a child process the memory section measures: its output kept in
-// a tailBuffer, stopped with SIGTERM (then SIGKILL) by stop, and killed by
+// a tailBuffer, stopped with SIGTERM or SIGINT (then SIGKILL) by stop, and killed by
 // the kernel if the bench itself dies (see procAttr).
 type proc struct {
 	name string
@@ -71,6 +71,10 @@ type proc struct {
 	out  *tailBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // Wait's, once done is closed
+	// quit is the signal that asks for a clean stop: SIGTERM, but SIGINT
+	// for nats-server, which exits 1 on SIGTERM (server/signal.go) and 0
+	// on SIGINT, both after a full shutdown.
+	quit syscall.Signal
 }
 
 // startProc starts path with args and exactly env (nothing inherited but
@@ -86,7 +90,7 @@ func startProc(name, path string, args []string, env map[string]string) (*proc, 
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &proc{name: name, cmd: cmd, out: &tailBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, out: &tailBuffer{}, done: make(chan struct{}), quit: syscall.SIGTERM}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
@@ -138,24 +142,27 @@ func (p *proc) waitOutput(ctx context.Context, substr string, limit time.Duratio
 	}
 }
 
-// stop sends SIGTERM and waits up to grace for the process to exit, then
-// kills it. It returns an error when the process had to be killed or exited
-// with a failure after SIGTERM.
+// stop sends the quit signal and waits up to grace for the process to
+// exit, then kills it. It returns an error when the process had to be
+// killed or exited with a failure.
 func (p *proc) stop(grace time.Duration) error {
 	if done, err := p.exited(); done {
-		return fmt.Errorf("bench: %s had already exited: %v", p.name, err)
+		if err != nil {
+			return fmt.Errorf("bench: %s had exited: %w", p.name, err)
+		}
+		return nil // e.g. it had the terminal's Ctrl-C too
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Process.Signal(p.quit)
 	select {
 	case <-p.done:
 		if p.err != nil {
-			return fmt.Errorf("bench: %s after SIGTERM: %w", p.name, p.err)
+			return fmt.Errorf("bench: %s after %s: %w", p.name, p.quit, p.err)
 		}
 		return nil
 	case <-time.After(grace):
 		_ = p.cmd.Process.Kill()
 		<-p.done
-		return fmt.Errorf("bench: %s did not stop within %s of SIGTERM; killed", p.name, grace)
+		return fmt.Errorf("bench: %s did not stop within %s of %s; killed", p.name, grace, p.quit)
 	}
 }
 

@@ -70,7 +70,24 @@ func (s stackSettings) workerEnv() (map[string]string, error) {
 	}, nil
 }
 
-// getenv answers from m only: a benchmark must not pick up the caller's
+// openLoopInFlight caps the requests in flight of an open-loop run. It is
+// well above Options.Connections: an arrival that finds every slot busy is
+// dropped, not measured, so a cap as low as the closed loop's connections
+// would drop the requests queued behind a stall (a GC, a checkpoint, a
+// neighbour's compile on a shared machine), exactly the ones whose latency
+// the open loop is there to show. At half the sustained rate 1,024 slots
+// absorb a stall of well over 100 ms.
+const openLoopInFlight = 1024
+
+// inFlight is the loadgen concurrency for a run at rate (0: closed loop).
+func inFlight(env *Env, rate float64) int {
+	if rate > 0 {
+		return max(env.Connections, openLoopInFlight)
+	}
+	return env.Connections
+}
+
+// envOf answers from m only: a benchmark must not pick up the caller's
 // LOG_LEVEL or AWS settings.
 func envOf(m map[string]string) config.Getenv {
 	return func(name string) string { return m[name] }
