@@ -72,6 +72,15 @@ BENCHFLAGS ?=
 bench:
 	$(GO) run ./cmd/bench $(BENCHFLAGS)
 
+## soak: the memory section of make bench for SOAK (5 minutes): the api, worker
+## and nats-server binaries as processes, RSS sampled every 5 s at half the
+## sustained rate, its trend over the second half (flat: ≤ 1 MiB/min), and the
+## NATS server's dedupe-window cost; see docs/performance.md.
+SOAK ?= 5m
+.PHONY: soak
+soak:
+	$(GO) run ./cmd/bench -only memory -soak $(SOAK)
+
 ## bench-go: the Go micro-benchmarks of every package (decoders, inserts, …)
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
