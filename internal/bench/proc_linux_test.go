@@ -33,8 +33,8 @@ func TestProcLifecycle(t *testing.T) {
 	if _, err := rssBytes(p.pid()); err == nil {
 		t.Error("RSS of a stopped process read without error")
 	}
-	if err := p.stop(time.Second); err == nil {
-		t.Error("stopping a stopped process reported no error")
+	if err := p.stop(time.Second); err != nil {
+		t.Errorf("stopping a process that exited cleanly: %v", err)
 	}
 }
 
@@ -46,5 +46,8 @@ func TestWaitOutputFailsWhenTheProcessExits(t *testing.T) {
 	_, err = p.waitOutput(context.Background(), "listening", 30*time.Second)
 	if err == nil || !strings.Contains(err.Error(), "exited") || !strings.Contains(err.Error(), "starting") {
 		t.Fatalf("waitOutput = %v; want an exit error with the output", err)
+	}
+	if err := p.stop(time.Second); err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("stop after a failed exit = %v; want its exit status", err)
 	}
 }
