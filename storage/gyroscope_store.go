@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
@@ -48,11 +46,11 @@ func (s *Store) InsertGyroscope(ctx context.Context, batch []models.Gyroscope) (
 	if n == 0 {
 		return nil, nil
 	}
-	ids, actors, devices := make([]uuid.UUID, n), make([]string, n), make([]string, n)
+	ids, actors, devices := make([]messageID, n), make([]string, n), make([]string, n)
 	xs, ys, zs := make([]float64, n), make([]float64, n), make([]float64, n)
 	recorded, received := make([]time.Time, n), make([]time.Time, n)
 	for i, g := range batch {
-		ids[i], actors[i], devices[i] = g.MessageID, g.Actor, g.DeviceID
+		ids[i], actors[i], devices[i] = messageID(g.MessageID), g.Actor, g.DeviceID
 		xs[i], ys[i], zs[i] = g.X, g.Y, g.Z
 		recorded[i], received[i] = g.RecordedAt, g.ReceivedAt
 	}

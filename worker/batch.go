@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -42,19 +43,50 @@ func storedItems[T models.Reading, I any](insert func(context.Context, []T) ([]I
 	}
 }
 
+// batchWriters is how many batches of one type are written at once. With
+// one, the worker is idle while PostgreSQL runs a batch's statement and
+// PostgreSQL is idle while the worker decodes the next batch, acknowledges
+// the last one and announces its readings; with two, one batch is in the
+// database while the other is prepared or settled, and a drain runs at the
+// pace of the slower of the two sides instead of their sum. More would only
+// wait: the consumer's MaxAckPending (twice BatchSize by default) bounds
+// the messages out at once, and concurrent batches of the same devices
+// queue on their device rows. Two batches written at once are exactly what
+// two worker instances do, which the statements are built for (storage's
+// lock order, ON CONFLICT on the message id).
+const batchWriters = 2
+
 // runBatches consumes the queue of reading type T (GPS or gyroscope) until
 // ctx is done (work is the hard stop that bounds what follows, see attempt):
-// messages are collected into a batch that is written with insert when it
-// holds BatchSize messages or its first message has waited BatchLinger. On
-// shutdown it stops pulling, writes what it already holds (the open batch
-// and the client buffer), acknowledges it, and returns nil. Subscription
-// failures and database outages are handled by feed, never returned.
+// messages are collected into a batch that is handed to one of
+// batchWriters writers (flushBatch) when it holds BatchSize messages or its
+// first message has waited BatchLinger. On shutdown it stops pulling, writes
+// what it already holds (the open batch and the client buffer), waits for
+// the writers, acknowledges it all, and returns nil. Subscription failures
+// and database outages are handled by feed, never returned.
 func runBatches[T models.Reading, P models.Message[T]](ctx, work context.Context, w *worker, insert insertBatch[T]) error {
 	typ := models.TypeOf[T]()
 	in := make(chan jetstream.Msg)
 	// Two batches in the client buffer keep the next batch ready while one
 	// is being written.
 	go w.feed(ctx, typ, min(2*w.cfg.BatchSize, w.cfg.Topology.MaxAckPending), in)
+
+	// Unbuffered: a full batch waits in the collector, not in a queue,
+	// until a writer is free, and the linger of the next batch starts only
+	// then.
+	full := make(chan []received)
+	var writers sync.WaitGroup
+	for range batchWriters {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for batch := range full {
+				flushBatch[T, P](ctx, work, w, insert, batch)
+			}
+		}()
+	}
+	defer writers.Wait()
+	defer close(full)
 
 	linger := time.NewTimer(time.Hour)
 	linger.Stop()
@@ -63,7 +95,7 @@ func runBatches[T models.Reading, P models.Message[T]](ctx, work context.Context
 	flush := func() {
 		linger.Stop()
 		if len(batch) > 0 {
-			flushBatch[T, P](ctx, work, w, insert, batch)
+			full <- batch
 			batch = nil
 		}
 	}
