@@ -11,12 +11,12 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
@@ -32,8 +32,6 @@ const (
 	// errors (at most models.MaxFieldErrors each); later ones list the
 	// first and count the rest, so an answer stays a few hundred KiB.
 	maxDetailedRejections = 100
-	// batchPublishers bounds the publishes of one batch in flight at once.
-	batchPublishers = 64
 )
 
 // BatchResult is the answer to a batch: each reading's id or errors, in order.
@@ -55,7 +53,7 @@ var errNotAcknowledged = ierr.FieldError{Field: "", Message: "The message queue 
 
 // batch serves POST /telemetry/batch: a JSON array or NDJSON lines of
 // gyroscope and GPS readings, validated one by one, the valid ones
-// published concurrently; the answer waits for every acknowledgement.
+// published at once; the answer waits for every acknowledgement.
 func (h *ingest) batch(w http.ResponseWriter, r *http.Request) {
 	now, key, err := h.begin(w, r)
 	if err != nil {
@@ -124,11 +122,10 @@ func (h *ingest) batch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	var (
-		wg     sync.WaitGroup
-		slots  = make(chan struct{}, batchPublishers)
-		failed = make([]bool, len(msgs))
-	)
+	// Every valid reading is published at once and the answer waits for
+	// every ack. Nats-Msg-Id only with a key, as for a single reading
+	// (accept): a retried batch reuses its derived ids.
+	out := make([]messaging.Outgoing, 0, len(msgs))
 	for i, msg := range msgs {
 		if msg == nil {
 			continue
@@ -138,33 +135,35 @@ func (h *ingest) batch(w http.ResponseWriter, r *http.Request) {
 		meta.ReceivedAt = now
 		data, err := encode(msg)
 		if err != nil {
-			wg.Wait()
 			writeError(w, r, err)
 			return
 		}
-		slots <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			t := msg.Type()
-			start := time.Now()
-			err := h.pub.Publish(ctx, t.Subject(), ids[i].String(), data)
-			outcome := "ok"
-			if err != nil {
-				outcome = "error"
-				failed[i] = true
-			}
-			h.m.publish.WithLabelValues(string(t), outcome).Observe(time.Since(start).Seconds())
-		}()
+		o := messaging.Outgoing{Subject: msg.Type().Subject(), Data: data}
+		if key != "" {
+			o.MsgID = ids[i].String()
+		}
+		out = append(out, o)
 	}
-	wg.Wait()
-	status := http.StatusAccepted
+	start := time.Now()
+	errs := h.pub.PublishAll(ctx, out)
+	took := time.Since(start)
+	failed := make([]bool, len(msgs))
+	for i, j := 0, 0; i < len(msgs); i++ {
+		if msgs[i] == nil {
+			continue
+		}
+		failed[i] = errs[j] != nil
+		h.m.observePublish(msgs[i].Type(), !failed[i], took)
+		j++
+	}
+	status, unacked := http.StatusAccepted, 0
 	for i, msg := range msgs {
 		switch {
 		case msg == nil:
 		case failed[i]:
 			res.Results[i] = BatchResultItem{Errors: []ierr.FieldError{errNotAcknowledged}}
 			res.Rejected++
+			unacked++
 			status = http.StatusServiceUnavailable
 		default:
 			res.Results[i] = BatchResultItem{ID: ids[i].String()}
@@ -172,7 +171,7 @@ func (h *ingest) batch(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if status == http.StatusServiceUnavailable {
-		info.err = ierr.Errorf(ierr.Unavailable, "handlers.batch", "%d of %d readings not acknowledged", res.Rejected, len(msgs))
+		info.err = ierr.Errorf(ierr.Unavailable, "handlers.batch", "%d of %d readings not acknowledged", unacked, len(out))
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds))
 	} else if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")

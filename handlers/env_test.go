@@ -100,7 +100,7 @@ func newStackWrapped(t testing.TB, mutate func(*config.API), b Backends, wrap fu
 	if wrap != nil {
 		b.Publisher = wrap(pub)
 	}
-	h, err := New(cfg, b, reg, slog.New(slog.NewJSONHandler(logs, nil)))
+	h, err := New(cfg, b, reg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: cfg.LogLevel})))
 	if err != nil {
 		t.Fatal(err)
 	}

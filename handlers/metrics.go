@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/challenge-v3/challenge-v3/models"
 )
 
 // metrics are the API's own series, registered on the registry api.New
@@ -103,4 +105,14 @@ func methodLabel(m string) string {
 		return m
 	}
 	return "OTHER"
+}
+
+// observePublish records one reading's publish: its type, whether it was
+// acknowledged, and how long that took.
+func (m *metrics) observePublish(t models.Type, ok bool, took time.Duration) {
+	outcome := "error"
+	if ok {
+		outcome = "ok"
+	}
+	m.publish.WithLabelValues(string(t), outcome).Observe(took.Seconds())
 }

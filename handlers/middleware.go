@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -68,8 +69,10 @@ func (rw *recorder) statusCode() int {
 
 // requestLog is the outermost middleware: it assigns the request id (a sane
 // incoming X-Request-Id is kept), resolves the route pattern and the client
-// IP once for every inner layer, and writes one access-log line per request.
+// IP once for every inner layer, and writes the access log (accessLevel
+// says which requests get a line).
 func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP func(*http.Request) netip.Addr, next http.Handler) http.Handler {
+	var sample sampler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
@@ -82,8 +85,12 @@ func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP f
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
 
 		status := rec.statusCode()
-		level := slog.LevelInfo
-		attrs := []slog.Attr{
+		level, sampled := accessLevel(r.Context(), log, status, &sample, start)
+		if !log.Enabled(r.Context(), level) {
+			return
+		}
+		attrs := make([]slog.Attr, 0, 11)
+		attrs = append(attrs,
 			slog.String("request_id", id),
 			slog.String("method", r.Method),
 			slog.String("route", info.route),
@@ -92,18 +99,53 @@ func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP f
 			slog.Int64("request_bytes", r.ContentLength),
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.String("client_ip", info.clientIP.String()),
-		}
+		)
 		if info.keyName != "" {
 			attrs = append(attrs, slog.String("key", info.keyName))
 		}
-		if status >= 500 {
-			level = slog.LevelError
-			if info.err != nil {
-				attrs = append(attrs, slog.String("error", info.err.Error()))
-			}
+		if sampled {
+			attrs = append(attrs, slog.Bool("sampled", true))
+		}
+		if status >= 500 && info.err != nil {
+			attrs = append(attrs, slog.String("error", info.err.Error()))
 		}
 		log.LogAttrs(r.Context(), level, "http request", attrs...)
 	})
+}
+
+// accessLevel is the level of a request's access-log line. Every answer
+// that is not a success is logged (5xx at error with its cause, 4xx at
+// info): those are what an operator looks for. A success is a debug line,
+// except one per second logged at info and marked sampled, which shows
+// at the default level that requests flow and what a typical one looks
+// like. At thousands of readings a second a line per success would be the
+// API's largest cost after HTTP itself (formatting and a write per
+// request) and gigabytes of logs a day that say what the request metrics
+// already count; LOG_LEVEL=debug brings every line back.
+func accessLevel(ctx context.Context, log *slog.Logger, status int, s *sampler, now time.Time) (slog.Level, bool) {
+	switch {
+	case status >= 500:
+		return slog.LevelError, false
+	case status >= 400:
+		return slog.LevelInfo, false
+	case log.Enabled(ctx, slog.LevelDebug):
+		return slog.LevelDebug, false
+	case s.take(now):
+		return slog.LevelInfo, true
+	}
+	return slog.LevelDebug, false
+}
+
+// sampler lets one event through per second: a single atomic load for
+// the others.
+type sampler struct {
+	next atomic.Int64 // unix nanoseconds before which nothing passes
+}
+
+func (s *sampler) take(now time.Time) bool {
+	t := now.UnixNano()
+	next := s.next.Load()
+	return t >= next && s.next.CompareAndSwap(next, t+int64(time.Second))
 }
 
 // recoverPanics turns a panic below it into a 500 problem answer (when

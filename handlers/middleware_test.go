@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -209,7 +210,7 @@ func TestRateLimiterVerdicts(t *testing.T) {
 }
 
 func TestRequestIDAndAccessLog(t *testing.T) {
-	s := newStack(t, nil)
+	s := newStack(t, func(c *config.API) { c.LogLevel = slog.LevelDebug }) // every success logged
 	resp := s.postJSON("/telemetry/gps", gpsBody(), "X-Request-Id", "trace-abc.123")
 	wantStatus(t, resp, http.StatusAccepted)
 	if got := resp.Header.Get("X-Request-Id"); got != "trace-abc.123" {
@@ -225,6 +226,64 @@ func TestRequestIDAndAccessLog(t *testing.T) {
 	for _, want := range []string{`"request_id":"trace-abc.123"`, `"method":"POST"`, `"route":"POST /telemetry/gps"`, `"status":202`, `"bytes":`, `"duration_ms":`, `"client_ip":"127.0.0.1"`, `"key":"phone"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("access log lacks %s:\n%s", want, logs)
+		}
+	}
+}
+
+// At the default level every refusal and failure has its line, and
+// successes are sampled: one a second at most, marked so.
+func TestAccessLogAtDefaultLevel(t *testing.T) {
+	s := newStack(t, nil)
+	start := time.Now()
+	const successes = 30
+	for i := range successes {
+		wantStatus(t, s.postJSON("/telemetry/gps", gpsBody(), "X-Request-Id", "ok-"+strconv.Itoa(i)), http.StatusAccepted)
+	}
+	checkProblem(t, s.postJSON("/telemetry/gps", gpsBody(), "X-Request-Id", "no-key", "X-API-Key", ""), http.StatusUnauthorized)
+	checkProblem(t, s.postJSON("/telemetry/gps", `{"device_id":"d"}`, "X-Request-Id", "invalid"), http.StatusBadRequest)
+	elapsed := time.Since(start)
+
+	lines := map[string]map[string]any{}
+	sampled := 0
+	for _, line := range strings.Split(strings.TrimSpace(s.logs.String()), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if l["msg"] != "http request" {
+			continue
+		}
+		id, _ := l["request_id"].(string)
+		lines[id] = l
+		if strings.HasPrefix(id, "ok-") {
+			sampled++
+			if l["sampled"] != true || l["level"] != "INFO" {
+				t.Errorf("a success logged at the default level must be a sampled info line: %v", l)
+			}
+		}
+	}
+	if l := lines["no-key"]; l == nil || l["status"] != 401.0 {
+		t.Errorf("the 401 has no access-log line: %v", l)
+	}
+	if l := lines["invalid"]; l == nil || l["status"] != 400.0 {
+		t.Errorf("the 400 has no access-log line: %v", l)
+	}
+	// The first success of a fresh server is always sampled; then at most
+	// one a second.
+	if lines["ok-0"] == nil || sampled > 1+int(elapsed/time.Second) {
+		t.Errorf("%d of %d successes logged in %s; want the first and at most one a second", sampled, successes, elapsed)
+	}
+}
+
+func TestSamplerLetsOneASecondThrough(t *testing.T) {
+	var s sampler
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, c := range []struct {
+		at   time.Duration
+		want bool
+	}{{0, true}, {time.Millisecond, false}, {999 * time.Millisecond, false}, {time.Second, true}, {1500 * time.Millisecond, false}, {5 * time.Second, true}} {
+		if got := s.take(t0.Add(c.at)); got != c.want {
+			t.Errorf("step %d (+%s): take = %v, want %v", i, c.at, got, c.want)
 		}
 	}
 }

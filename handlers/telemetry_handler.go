@@ -12,13 +12,18 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
 // publisher is what the handlers need from messaging.Publisher.
 type publisher interface {
-	// Publish returns once JetStream has acknowledged data under msgID.
+	// Publish returns once JetStream has acknowledged data; msgID, when
+	// not empty, is its Nats-Msg-Id (JetStream drops a repeat of it).
 	Publish(ctx context.Context, subject, msgID string, data []byte) error
+	// PublishAll publishes every message at once and waits for each ack;
+	// errs[i] is nil once msgs[i] is stored.
+	PublishAll(ctx context.Context, msgs []messaging.Outgoing) (errs []error)
 	// ClaimIdempotencyKey returns the message id bound to the key: the
 	// candidate on first use, the earlier id on a retry, Conflict when the
 	// key was used for a different fingerprint.
@@ -184,13 +189,17 @@ func (h *ingest) accept(w http.ResponseWriter, r *http.Request, key string, now 
 		writeError(w, r, err)
 		return
 	}
-	start := time.Now()
-	err = h.pub.Publish(ctx, t.Subject(), id.String(), data)
-	outcome := "ok"
-	if err != nil {
-		outcome = "error"
+	// Nats-Msg-Id only for a key's request: its retry reuses the id, and
+	// JetStream drops the repeat within the window. Any other request has
+	// a fresh id, so de-duplication would be work for nothing; the unique
+	// message_id in PostgreSQL keeps a redelivered message stored once.
+	msgID := ""
+	if key != "" {
+		msgID = id.String()
 	}
-	h.m.publish.WithLabelValues(string(t), outcome).Observe(time.Since(start).Seconds())
+	start := time.Now()
+	err = h.pub.Publish(ctx, t.Subject(), msgID, data)
+	h.m.observePublish(t, err == nil, time.Since(start))
 	if err != nil {
 		writeError(w, r, err)
 		return

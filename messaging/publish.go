@@ -1,6 +1,7 @@
 package messaging
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -64,39 +65,136 @@ func redactURL(u string) string {
 	return u
 }
 
+// MaxPendingPublishes bounds the publishes of one Publisher that await
+// JetStream's ack. Past it a publish waits for a free slot (at most its
+// timeout, then Unavailable): a JetStream that falls behind slows the API
+// down instead of filling its memory. A reading's message is a few hundred
+// bytes, so the bound is ~2 MiB of them; photos are bounded before this by
+// their upload slots.
+const MaxPendingPublishes = 8192
+
 // Publisher publishes telemetry messages and waits for JetStream's ack.
+//
+// Publishes are asynchronous (one reply subscription for all of them, no
+// round trip held per request) and each caller waits for its own ack, so a
+// caller still hears success only once the message is stored.
 type Publisher struct {
-	js      jetstream.JetStream
+	js      jetstream.JetStream // async publishing: bounded pending, acks time out
 	kv      jetstream.KeyValue
 	timeout time.Duration
 }
 
-// NewPublisher returns a publisher whose every publish gives up after
-// timeout. EnsureTopology must have run.
+// noRetry makes a publish one attempt: retrying here would hide an outage
+// from the client and eat its request timeout; the client retries with its
+// Idempotency-Key instead.
+var noRetry = jetstream.WithRetryAttempts(0)
+
+// NewPublisher returns a publisher on js's connection whose every publish
+// gives up after timeout. EnsureTopology must have run.
 func NewPublisher(ctx context.Context, js jetstream.JetStream, timeout time.Duration) (*Publisher, error) {
+	const op = "messaging.NewPublisher"
 	kv, err := js.KeyValue(ctx, IdempotencyKV)
 	if err != nil {
-		return nil, translate("messaging.NewPublisher", err)
+		return nil, translate(op, err)
 	}
-	return &Publisher{js: js, kv: kv, timeout: timeout}, nil
+	// A context of its own: the async options (pending bound, ack timeout)
+	// belong to a JetStream context, and the caller's stays as it was.
+	ajs, err := jetstream.New(js.Conn(),
+		jetstream.WithPublishAsyncMaxPending(MaxPendingPublishes),
+		jetstream.WithPublishAsyncTimeout(timeout))
+	if err != nil {
+		return nil, ierr.E(ierr.Internal, op, err)
+	}
+	return &Publisher{js: ajs, kv: kv, timeout: timeout}, nil
 }
 
-// Publish stores data on subject under msgID (JetStream drops a second
-// message with the same id within the duplicate window). It returns only
-// once the stream has acknowledged the message, or an Unavailable error.
+// Publish stores data on subject and returns only once the stream has
+// acknowledged it, or an Unavailable error (NATS down, stream full, no ack
+// within the timeout or before ctx ends).
+//
+// msgID, when not empty, is sent as Nats-Msg-Id: JetStream then drops a
+// second message with the same id within the duplicate window. Only
+// Idempotency-Key requests need that (their retries reuse the id); without
+// one every message is new, and the server is spared the de-duplication
+// (an entry per message for the whole window). Downstream, exactly-once
+// rests on the unique message_id column either way.
 func (p *Publisher) Publish(ctx context.Context, subject, msgID string, data []byte) error {
-	const op = "messaging.Publish"
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	// One attempt only: retrying here would hide an outage from the client
-	// and eat its request timeout; the client retries with its key instead.
-	_, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
-		jetstream.MsgIDHeader: []string{msgID},
-	}}, jetstream.WithRetryAttempts(0), jetstream.WithExpectStream(StreamName))
-	if err != nil {
-		return ierr.E(ierr.Unavailable, op, err)
+	return p.start(ctx, subject, msgID, data).wait(ctx)
+}
+
+// Outgoing is one message of PublishAll.
+type Outgoing struct {
+	Subject string
+	MsgID   string // Nats-Msg-Id, or "" for none (see Publish)
+	Data    []byte
+}
+
+// PublishAll publishes every message at once and waits for each ack:
+// errs[i] is nil once msgs[i] is stored, else it is Unavailable and
+// msgs[i] may or may not be stored. One failure does not stop the others.
+func (p *Publisher) PublishAll(ctx context.Context, msgs []Outgoing) (errs []error) {
+	pending := make([]pendingAck, len(msgs))
+	for i, m := range msgs {
+		pending[i] = p.start(ctx, m.Subject, m.MsgID, m.Data)
 	}
-	return nil
+	errs = make([]error, len(msgs))
+	for i := range pending {
+		errs[i] = pending[i].wait(ctx)
+	}
+	return errs
+}
+
+// pendingAck is a publish sent (paf) or already failed (err).
+type pendingAck struct {
+	paf jetstream.PubAckFuture
+	err error
+}
+
+// start sends one message without waiting for its ack. When the pending
+// bound is reached it waits for a slot, within the publish timeout and ctx.
+func (p *Publisher) start(ctx context.Context, subject, msgID string, data []byte) pendingAck {
+	const op = "messaging.Publish"
+	stall := p.timeout
+	if d, ok := ctx.Deadline(); ok {
+		stall = min(stall, time.Until(d))
+	}
+	if err := ctx.Err(); err != nil || stall <= 0 {
+		return pendingAck{err: ierr.E(ierr.Unavailable, op, cmp.Or(err, context.DeadlineExceeded))}
+	}
+	m := &nats.Msg{Subject: subject, Data: data}
+	if msgID != "" {
+		m.Header = nats.Header{jetstream.MsgIDHeader: []string{msgID}}
+	}
+	paf, err := p.js.PublishMsgAsync(m, noRetry, jetstream.WithStallWait(stall))
+	if err != nil {
+		return pendingAck{err: ierr.E(ierr.Unavailable, op, err)}
+	}
+	return pendingAck{paf: paf}
+}
+
+// wait returns once the message is acknowledged (nil) or has failed: an
+// error ack (stream full), no ack within the publish timeout, a lost
+// connection (nats.go fails every pending ack when it reconnects), or ctx.
+func (a pendingAck) wait(ctx context.Context) error {
+	const op = "messaging.Publish"
+	if a.err != nil {
+		return a.err
+	}
+	select {
+	case ack := <-a.paf.Ok():
+		// The stream is checked here rather than with an
+		// Nats-Expected-Stream header on every message: stream subjects
+		// cannot overlap, so only a TELEMETRY deleted and replaced by
+		// another stream on its subjects could take the message.
+		if ack.Stream != StreamName {
+			return ierr.Errorf(ierr.Unavailable, op, "stored by stream %q, not %s", ack.Stream, StreamName)
+		}
+		return nil
+	case err := <-a.paf.Err():
+		return ierr.E(ierr.Unavailable, op, err)
+	case <-ctx.Done():
+		return ierr.E(ierr.Unavailable, op, ctx.Err())
+	}
 }
 
 // ClaimIdempotencyKey maps (actor, kind, key) to a message id for the
