@@ -23,9 +23,9 @@ import (
 // does, and returns that span's context.
 func publishTraced(t *testing.T, js jetstream.JetStream, msgID, data string) trace.SpanContext {
 	t.Helper()
-	hdr := nats.Header{jetstream.MsgIDHeader: []string{msgID}}
-	_, span := tracing.StartPublish(context.Background(), models.TypeGPS.Subject(), msgID, hdr)
+	ctx, span := tracing.StartPublish(context.Background(), models.TypeGPS.Subject(), msgID)
 	defer span.End()
+	hdr := tracing.Inject(ctx, nats.Header{jetstream.MsgIDHeader: []string{msgID}})
 	if _, err := js.PublishMsg(context.Background(), &nats.Msg{Subject: models.TypeGPS.Subject(), Header: hdr, Data: []byte(data)}); err != nil {
 		t.Fatal(err)
 	}

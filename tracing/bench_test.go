@@ -28,12 +28,15 @@ func BenchmarkMessagePath(b *testing.B) {
 		b.ReportAllocs()
 		ctx := context.Background()
 		for b.Loop() {
-			hdr := nats.Header{"Nats-Msg-Id": []string{"0190a3b2-7c1e-7d4a-9e2f-3b5c6d7e8f90"}}
+			var hdr nats.Header // a message without Nats-Msg-Id, as most are
+
 			lctx := ctx
 			if traced {
-				pctx, pub := tracing.StartPublish(ctx, "telemetry.gps", "0190a3b2-7c1e-7d4a-9e2f-3b5c6d7e8f90", hdr)
+				pctx, pub := tracing.StartPublish(ctx, "telemetry.gps", "")
+				hdr = tracing.Inject(pctx, hdr)
 				pub.End()
 				wctx, proc := tracing.StartProcess(ctx, "telemetry.gps", hdr, 1, 1)
+				tracing.SetMessageID(proc, "0190a3b2-7c1e-7d4a-9e2f-3b5c6d7e8f90")
 				_, db := tracing.StartDB(wctx, "INSERT", "gps")
 				tracing.End(db, nil)
 				tracing.End(proc, nil)

@@ -55,13 +55,21 @@ func (h Header) Keys() []string {
 	return keys
 }
 
-// Inject writes the trace context of ctx's span into hdr (a message's
-// headers, not nil); nothing when ctx has no span (tracing off).
-func Inject(ctx context.Context, hdr map[string][]string) {
+// Inject writes the trace context of ctx's span into hdr, a message's
+// headers, and returns them: a new map when hdr is nil and there is a
+// context to write, hdr itself (nil included) when ctx has no span
+// (tracing off), allocating nothing then.
+//
+//	msg.Header = tracing.Inject(ctx, msg.Header)
+func Inject(ctx context.Context, hdr map[string][]string) map[string][]string {
 	if !trace.SpanContextFromContext(ctx).IsValid() {
-		return
+		return hdr
+	}
+	if hdr == nil {
+		hdr = make(map[string][]string, 2)
 	}
 	propagator.Inject(ctx, Header(hdr))
+	return hdr
 }
 
 // Extract returns ctx with the remote span context hdr carries, to be the

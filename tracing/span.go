@@ -102,22 +102,24 @@ func EndServer(span trace.Span, status int) {
 }
 
 // StartPublish starts the producer span of a message published to subject
-// under msgID, and writes its trace context into hdr, the message's
-// headers: the worker's span of the message continues this trace.
-func StartPublish(ctx context.Context, subject, msgID string, hdr map[string][]string) (context.Context, trace.Span) {
+// (msgID, its Nats-Msg-Id, may be empty). Write the returned context into
+// the message's headers with Inject: the worker's span of the message
+// continues this trace.
+func StartPublish(ctx context.Context, subject, msgID string) (context.Context, trace.Span) {
 	t := tracer()
 	if t == nil {
 		return ctx, offSpan
 	}
-	ctx, span := t.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+	attrs := []attribute.KeyValue{
 		messagingNATS,
 		semconv.MessagingOperationTypeSend,
 		semconv.MessagingOperationNameKey.String("publish"),
 		semconv.MessagingDestinationNameKey.String(subject),
-		semconv.MessagingMessageIDKey.String(msgID),
-	))
-	Inject(ctx, hdr)
-	return ctx, span
+	}
+	if msgID != "" {
+		attrs = append(attrs, attribute.String("messaging.nats.msg_id", msgID))
+	}
+	return t.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 }
 
 // StartProcess starts the consumer span of the worker's processing of one
@@ -134,10 +136,17 @@ func StartProcess(ctx context.Context, subject string, hdr map[string][]string, 
 		messagingNATS,
 		semconv.MessagingOperationTypeProcess,
 		semconv.MessagingDestinationNameKey.String(subject),
-		semconv.MessagingMessageIDKey.String(firstValue(hdr, "Nats-Msg-Id")),
 		attribute.Int64("messaging.nats.stream_sequence", int64(streamSeq)),
 		attribute.Int64("messaging.nats.delivered", int64(delivered)),
 	))
+}
+
+// SetMessageID records on span the id of the reading its message carries
+// (messaging.message.id), known once the worker has decoded the message.
+func SetMessageID(span trace.Span, id string) {
+	if span.IsRecording() {
+		span.SetAttributes(semconv.MessagingMessageIDKey.String(id))
+	}
 }
 
 // StartBatch starts the span of a batch of messages from subject written in
@@ -212,10 +221,3 @@ func StartDeadLetter(ctx context.Context, subject, reason string) (context.Conte
 }
 
 var messagingNATS = semconv.MessagingSystemKey.String("nats")
-
-func firstValue(hdr map[string][]string, key string) string {
-	if v := hdr[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
-}

@@ -54,13 +54,11 @@ func TestSetupOffInstallsNothing(t *testing.T) {
 		t.Fatal("Setup without an endpoint installed a provider")
 	}
 	ctx := context.Background()
-	got, span := tracing.StartPublish(ctx, "telemetry.gps", "id", nats.Header{})
+	got, span := tracing.StartPublish(ctx, "telemetry.gps", "id")
 	if got != ctx || span.IsRecording() || span.SpanContext().IsValid() {
 		t.Errorf("tracing off: new context %v, recording %v", got != ctx, span.IsRecording())
 	}
-	hdr := nats.Header{}
-	tracing.Inject(ctx, hdr)
-	if len(hdr) != 0 {
+	if hdr := tracing.Inject(got, nil); hdr != nil {
 		t.Errorf("tracing off: headers %v", hdr)
 	}
 	if err := shutdown(ctx); err != nil {
@@ -156,17 +154,19 @@ func TestContextCrossesNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	hdr := nats.Header{"Nats-Msg-Id": []string{"msg-1"}}
-	_, pub := tracing.StartPublish(context.Background(), "telemetry.gps", "msg-1", hdr)
-	if err := nc.PublishMsg(&nats.Msg{Subject: "telemetry.gps", Header: hdr, Data: []byte("{}")}); err != nil {
+	pctx, pub := tracing.StartPublish(context.Background(), "telemetry.gps", "")
+	m := &nats.Msg{Subject: "telemetry.gps", Data: []byte("{}")}
+	m.Header = tracing.Inject(pctx, m.Header) // a message without headers gets them
+	if err := nc.PublishMsg(m); err != nil {
 		t.Fatal(err)
 	}
 	pub.End()
-	m, err := sub.NextMsg(5 * time.Second)
+	got, err := sub.NextMsg(5 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, proc := tracing.StartProcess(context.Background(), m.Subject, m.Header, 7, 2)
+	_, proc := tracing.StartProcess(context.Background(), got.Subject, got.Header, 7, 2)
+	tracing.SetMessageID(proc, "msg-1")
 	proc.End()
 
 	sends, procs := tracingtest.Named(rec, "send telemetry.gps"), tracingtest.Named(rec, "process telemetry.gps")
