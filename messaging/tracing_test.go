@@ -57,7 +57,7 @@ func TestDeadLetterSpans(t *testing.T) {
 	// In the worker: the process span is the parent.
 	pub := publishTraced(t, js, "gps-1", "not json")
 	msg := fetchOne(t, js, models.TypeGPS)
-	ctx, proc := tracing.StartProcess(context.Background(), msg.Subject(), msg.Headers(), 1, 1)
+	ctx, proc := tracing.StartProcess(context.Background(), msg.Subject(), msg.Headers(), 1, 1, time.Time{})
 	if err := d.DeadLetter(ctx, models.TypeGPS, msg, "invalid JSON"); err != nil {
 		t.Fatal(err)
 	}

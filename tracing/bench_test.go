@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
@@ -35,7 +36,7 @@ func BenchmarkMessagePath(b *testing.B) {
 				pctx, pub := tracing.StartPublish(ctx, "telemetry.gps", "")
 				hdr = tracing.Inject(pctx, hdr)
 				pub.End()
-				wctx, proc := tracing.StartProcess(ctx, "telemetry.gps", hdr, 1, 1)
+				wctx, proc := tracing.StartProcess(ctx, "telemetry.gps", hdr, 1, 1, time.Time{})
 				tracing.SetMessageID(proc, "0190a3b2-7c1e-7d4a-9e2f-3b5c6d7e8f90")
 				_, db := tracing.StartDB(wctx, "INSERT", "gps")
 				tracing.End(db, nil)

@@ -3,6 +3,7 @@ package tracing
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -125,14 +126,19 @@ func StartPublish(ctx context.Context, subject, msgID string) (context.Context, 
 // StartProcess starts the consumer span of the worker's processing of one
 // message from subject, a child of the span whose context the message's
 // headers carry (the API's publish), so one reading's spans from the
-// request to the commit share a trace.
-func StartProcess(ctx context.Context, subject string, hdr map[string][]string, streamSeq, delivered uint64) (context.Context, trace.Span) {
+// request to the commit share a trace. The span starts at received, when
+// the message reached the worker (the time it then waits for its batch is
+// part of its processing), or now when received is zero.
+func StartProcess(ctx context.Context, subject string, hdr map[string][]string, streamSeq, delivered uint64, received time.Time) (context.Context, trace.Span) {
 	t := tracer()
 	if t == nil {
 		return ctx, offSpan
 	}
 	ctx = propagator.Extract(ctx, Header(hdr))
-	return t.Start(ctx, "process "+subject, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+	if received.IsZero() {
+		received = time.Now()
+	}
+	return t.Start(ctx, "process "+subject, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithTimestamp(received), trace.WithAttributes(
 		messagingNATS,
 		semconv.MessagingOperationTypeProcess,
 		semconv.MessagingDestinationNameKey.String(subject),

@@ -165,7 +165,8 @@ func TestContextCrossesNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, proc := tracing.StartProcess(context.Background(), got.Subject, got.Header, 7, 2)
+	received := time.Now().Add(-time.Second)
+	_, proc := tracing.StartProcess(context.Background(), got.Subject, got.Header, 7, 2, received)
 	tracing.SetMessageID(proc, "msg-1")
 	proc.End()
 
@@ -176,6 +177,9 @@ func TestContextCrossesNATS(t *testing.T) {
 	send, p := sends[0], procs[0]
 	if p.Parent().SpanID() != send.SpanContext().SpanID() || p.SpanContext().TraceID() != send.SpanContext().TraceID() || !p.Parent().IsRemote() {
 		t.Errorf("process span's parent %v, want the remote send span %v", p.Parent(), send.SpanContext())
+	}
+	if !p.StartTime().Equal(received) {
+		t.Errorf("process span starts at %v, want when the message was received (%v)", p.StartTime(), received)
 	}
 	if send.SpanKind() != trace.SpanKindProducer || p.SpanKind() != trace.SpanKindConsumer {
 		t.Errorf("kinds %v, %v", send.SpanKind(), p.SpanKind())
@@ -194,7 +198,7 @@ func TestBatchLinksItsMessages(t *testing.T) {
 	var msgs []trace.SpanContext
 	var first context.Context
 	for i := range 3 {
-		ctx, span := tracing.StartProcess(context.Background(), "telemetry.gyroscope", nats.Header{}, uint64(i), 1)
+		ctx, span := tracing.StartProcess(context.Background(), "telemetry.gyroscope", nats.Header{}, uint64(i), 1, time.Time{})
 		if i == 0 {
 			first = ctx
 		}
