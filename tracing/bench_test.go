@@ -38,7 +38,7 @@ func BenchmarkMessagePath(b *testing.B) {
 				pub.End()
 				wctx, proc := tracing.StartProcess(ctx, "telemetry.gps", hdr, 1, 1, time.Time{})
 				tracing.SetMessageID(proc, "0190a3b2-7c1e-7d4a-9e2f-3b5c6d7e8f90")
-				_, db := tracing.StartDB(wctx, "INSERT", "gps")
+				_, db := tracing.StartDB(wctx, "INSERT", "gps", 1)
 				tracing.End(db, nil)
 				tracing.End(proc, nil)
 				lctx = pctx

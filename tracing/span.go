@@ -179,22 +179,24 @@ func StartBatch(ctx context.Context, subject string, msgs []trace.SpanContext) (
 }
 
 // StartDB starts the span of one PostgreSQL statement or transaction:
-// operation ("INSERT", "BEGIN") on table, named "INSERT gps" as the
-// database conventions name it.
-func StartDB(ctx context.Context, operation, table string) (context.Context, trace.Span) {
+// operation ("INSERT", "TRANSACTION") on table ("" for none), named
+// "INSERT gps" as the database conventions name it; rows is how many rows
+// a batch statement writes (db.operation.batch.size), 0 for a single one.
+func StartDB(ctx context.Context, operation, table string, rows int) (context.Context, trace.Span) {
 	t := tracer()
 	if t == nil {
 		return ctx, offSpan
 	}
 	name := operation
+	attrs := []attribute.KeyValue{semconv.DBSystemNamePostgreSQL, semconv.DBOperationNameKey.String(operation)}
 	if table != "" {
 		name += " " + table
+		attrs = append(attrs, semconv.DBCollectionNameKey.String(table))
 	}
-	return t.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
-		semconv.DBSystemNamePostgreSQL,
-		semconv.DBOperationNameKey.String(operation),
-		semconv.DBCollectionNameKey.String(table),
-	))
+	if rows > 0 {
+		attrs = append(attrs, attribute.Int("db.operation.batch.size", rows))
+	}
+	return t.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 }
 
 // StartRekognition starts the client span of one Rekognition operation,

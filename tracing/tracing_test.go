@@ -103,7 +103,7 @@ func TestSetupExportsOverOTLPHTTP(t *testing.T) {
 	if !tracing.On() {
 		t.Fatal("Setup with an endpoint did not install a provider")
 	}
-	_, span := tracing.StartDB(context.Background(), "INSERT", "gps")
+	_, span := tracing.StartDB(context.Background(), "INSERT", "gps", 1)
 	span.End()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
