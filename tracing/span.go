@@ -181,7 +181,8 @@ func StartBatch(ctx context.Context, subject string, msgs []trace.SpanContext) (
 // StartDB starts the span of one PostgreSQL statement or transaction:
 // operation ("INSERT", "TRANSACTION") on table ("" for none), named
 // "INSERT gps" as the database conventions name it; rows is how many rows
-// a batch statement writes (db.operation.batch.size), 0 for a single one.
+// a batch statement writes (db.operation.batch.size, recorded from 2 on as
+// the conventions say).
 func StartDB(ctx context.Context, operation, table string, rows int) (context.Context, trace.Span) {
 	t := tracer()
 	if t == nil {
@@ -193,7 +194,7 @@ func StartDB(ctx context.Context, operation, table string, rows int) (context.Co
 		name += " " + table
 		attrs = append(attrs, semconv.DBCollectionNameKey.String(table))
 	}
-	if rows > 0 {
+	if rows > 1 {
 		attrs = append(attrs, attribute.Int("db.operation.batch.size", rows))
 	}
 	return t.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
