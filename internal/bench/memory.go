@@ -78,6 +78,8 @@ type stackProcs struct {
 	nats        *natsProc
 	api, worker *proc
 	baseURL     string
+	// admin listeners of the API and the worker, for their go_goroutines
+	apiAdmin, workerAdmin string
 }
 
 // stop stops the API, then the worker, then NATS, and returns the first
@@ -119,6 +121,9 @@ func startStackProcs(ctx context.Context, env *Env, bins binaries, dir string) (
 		return nil, set, err
 	}
 	s.baseURL = "http://" + addr
+	if s.apiAdmin, err = loggedAddr(ctx, s.api, "api listening", "admin_addr"); err != nil {
+		return nil, set, err
+	}
 	wenv, err := set.workerEnv()
 	if err != nil {
 		return nil, set, err
@@ -133,6 +138,9 @@ func startStackProcs(ctx context.Context, env *Env, bins binaries, dir string) (
 		return nil
 	}
 	if err := waitPulling(ctx, s.nats.url, 60*time.Second, stopped); err != nil {
+		return nil, set, err
+	}
+	if s.workerAdmin, err = loggedAddr(ctx, s.worker, "worker running", "admin_addr"); err != nil {
 		return nil, set, err
 	}
 	return s, set, nil
@@ -175,9 +183,11 @@ func runStackMemory(ctx context.Context, env *Env, rep *Report, bins binaries, d
 	defer db.Close()
 
 	var accepted int64 // every 2xx, to compare with the rows at the end
+	client := fixedPoolClient(env.Connections)
+	defer client.CloseIdleConnections()
 	run := func(rate float64, d time.Duration, progress bool) (loadgen.Result, error) {
 		cfg := loadgen.Config{
-			BaseURL: stack.baseURL, Concurrency: inFlight(env, rate), Rate: rate, Duration: d,
+			BaseURL: stack.baseURL, Client: client, Concurrency: inFlight(env, rate), Rate: rate, Duration: d,
 			Source: gpsSource(set.apiSecret),
 		}
 		if progress {
@@ -219,10 +229,16 @@ func runStackMemory(ctx context.Context, env *Env, rep *Report, bins binaries, d
 	rate := sustained / 2
 	env.Logf("memory: %s at %.0f readings/s (half of %.0f), RSS every %s", load, rate, sustained, interval)
 	pids := map[string]int{"api": stack.api.pid(), "worker": stack.worker.pid(), "nats-server": stack.nats.pid()}
+	var g0, g1 [2]int // goroutines of the API and the worker at the start and the end
+	var gerr [4]error
+	g0[0], gerr[0] = goroutines(ctx, stack.apiAdmin)
+	g0[1], gerr[1] = goroutines(ctx, stack.workerAdmin)
 	sampler := sampleRSS(ctx, pids, interval)
 	res, err := run(rate, load, soak)
+	g1[0], gerr[2] = goroutines(ctx, stack.apiAdmin)
+	g1[1], gerr[3] = goroutines(ctx, stack.workerAdmin)
 	serr := sampler.stop()
-	if err = errors.Join(err, serr); err != nil {
+	if err = errors.Join(err, serr, errors.Join(gerr[:]...)); err != nil {
 		return err
 	}
 	n, err := waitStored(ctx, db, accepted, e2eDrainLimit)
@@ -230,7 +246,7 @@ func runStackMemory(ctx context.Context, env *Env, rep *Report, bins binaries, d
 		return err
 	}
 
-	note := fmt.Sprintf("%s at %.0f/s, %d samples", load, rate, sampler.summary("api").samples)
+	note := fmt.Sprintf("%s at %.0f/s over %d connections, %d samples", load, rate, env.Connections, sampler.summary("api").samples)
 	if s := statusSummary(res); s != "" {
 		note += "; not 2xx: " + s
 	}
@@ -238,15 +254,18 @@ func runStackMemory(ctx context.Context, env *Env, rep *Report, bins binaries, d
 	if soak {
 		maxSlope, slopeNote = soakMaxSlope, "least squares over the second half of the load"
 	}
-	for _, name := range []string{"api", "worker", "nats-server"} {
+	for i, name := range []string{"api", "worker", "nats-server"} {
 		sum := sampler.summary(name)
 		target := maxSlope
-		if name == "nats-server" {
+		endNote := fmt.Sprintf("peak %.1f MiB", sum.peak)
+		if i < 2 {
+			endNote += fmt.Sprintf("; goroutines %d at start, %d at end", g0[i], g1[i])
+		} else {
 			target = 0 // reported; its dedupe window is measured apart below
 		}
 		rep.Add(
 			Row{Section: "memory", Name: name + " RSS at start", Value: sum.start, Unit: "MiB", Note: note},
-			Row{Section: "memory", Name: name + " RSS at end", Value: sum.end, Unit: "MiB", Note: fmt.Sprintf("peak %.1f MiB", sum.peak)},
+			Row{Section: "memory", Name: name + " RSS at end", Value: sum.end, Unit: "MiB", Note: endNote},
 			Row{Section: "memory", Name: name + " RSS slope", Value: sum.slope, Unit: "MiB/min", MaxValue: target,
 				Note: slopeNote},
 		)

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -128,8 +127,7 @@ func acceptedID(body []byte) string {
 type ledger struct {
 	mu  sync.Mutex
 	ids []string
-	due map[string]time.Time // id → due time, while a latency round records
-	rec bool
+	due map[string]time.Time // id → due time, during a latency round
 }
 
 // onResponse is a loadgen.Config.OnResponse.
@@ -141,26 +139,25 @@ func (l *ledger) onResponse(_ loadgen.Request, status int, body []byte, due time
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ids = append(l.ids, id)
-	if l.rec {
+	if l.due != nil {
 		l.due[id] = due
 	}
 }
 
-// record starts or stops noting due times.
-func (l *ledger) record(on bool) {
+// startRound starts noting due times.
+func (l *ledger) startRound() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.rec = on
-	if on && l.due == nil {
-		l.due = map[string]time.Time{}
-	}
+	l.due = map[string]time.Time{}
 }
 
-// dueTimes returns the due times noted while recording.
-func (l *ledger) dueTimes() map[string]time.Time {
+// endRound stops noting due times and returns those of the round.
+func (l *ledger) endRound() map[string]time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return maps.Clone(l.due)
+	due := l.due
+	l.due = nil
+	return due
 }
 
 func (l *ledger) count() int {
