@@ -23,15 +23,24 @@ import (
 // loadCompose stays for the checks that want the file as written
 // (uninterpolated values, the x-shared-env block).
 
-// profileSets are the ways the file is started: `docker compose up` and
-// `docker compose --profile observability up`, with the services each runs.
+// profileSets are the ways the file is started: `docker compose up`,
+// `docker compose --profile observability up`, and the same two on the
+// 3-node NATS cluster (`-f docker-compose.yml -f
+// docker-compose.nats-cluster.yml --profile nats-cluster`), with the
+// services each runs.
 var profileSets = []struct {
+	files    []string // compose files given after docker-compose.yml
 	profiles []string
 	services []string
 }{
-	{nil, []string{"api", "worker", "nats", "postgres"}},
-	{[]string{"observability"}, []string{
+	{nil, nil, []string{"api", "worker", "nats", "postgres"}},
+	{nil, []string{"observability"}, []string{
 		"api", "worker", "nats", "postgres",
+		"nats-exporter", "prometheus", "alertmanager", "grafana",
+	}},
+	{[]string{clusterOverride}, []string{"nats-cluster"}, []string{"api", "worker", "nats-1", "nats-2", "nats-3", "postgres"}},
+	{[]string{clusterOverride}, []string{"nats-cluster", "observability"}, []string{
+		"api", "worker", "nats-1", "nats-2", "nats-3", "postgres",
 		"nats-exporter", "prometheus", "alertmanager", "grafana",
 	}},
 }
@@ -82,7 +91,14 @@ func testDotenv(t *testing.T) string {
 // variable from the test's own environment.
 func loadProject(t *testing.T, envFile string, profiles ...string) (*types.Project, error) {
 	t.Helper()
-	opts, err := cli.NewProjectOptions([]string{composeFile},
+	return loadProjectFiles(t, envFile, nil, profiles...)
+}
+
+// loadProjectFiles is loadProject with more compose files after
+// docker-compose.yml, as `docker compose -f docker-compose.yml -f …`.
+func loadProjectFiles(t *testing.T, envFile string, files []string, profiles ...string) (*types.Project, error) {
+	t.Helper()
+	opts, err := cli.NewProjectOptions(append([]string{composeFile}, files...),
 		cli.WithWorkingDirectory(".."),
 		cli.WithEnvFiles(envFile),
 		cli.WithDotEnv,
@@ -99,9 +115,15 @@ func loadProject(t *testing.T, envFile string, profiles ...string) (*types.Proje
 // .env, failing the test when the file does not load.
 func mustLoadProject(t *testing.T, profiles ...string) *types.Project {
 	t.Helper()
-	p, err := loadProject(t, testDotenv(t), profiles...)
+	return mustLoadProjectFiles(t, nil, profiles...)
+}
+
+// mustLoadProjectFiles is mustLoadProject with more compose files.
+func mustLoadProjectFiles(t *testing.T, files []string, profiles ...string) *types.Project {
+	t.Helper()
+	p, err := loadProjectFiles(t, testDotenv(t), files, profiles...)
 	if err != nil {
-		t.Fatalf("compose-go: %s with profiles %v: %v", composeFile, profiles, err)
+		t.Fatalf("compose-go: %s %v with profiles %v: %v", composeFile, files, profiles, err)
 	}
 	return p
 }
@@ -111,8 +133,12 @@ func mustLoadProject(t *testing.T, profiles ...string) *types.Project {
 // dependencies that are healthy by a health check of their own.
 func TestComposeSpecLoads(t *testing.T) {
 	for _, ps := range profileSets {
-		t.Run("profiles="+strings.Join(ps.profiles, ","), func(t *testing.T) {
-			p := mustLoadProject(t, ps.profiles...)
+		name := "profiles=" + strings.Join(ps.profiles, ",")
+		for _, f := range ps.files {
+			name = filepath.Base(f) + "," + name
+		}
+		t.Run(name, func(t *testing.T) {
+			p := mustLoadProjectFiles(t, ps.files, ps.profiles...)
 			if p.Name != "challenge-v3" {
 				t.Errorf("project name = %q, want challenge-v3", p.Name)
 			}
