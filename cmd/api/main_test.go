@@ -45,6 +45,8 @@ func TestUsageAndConfigurationErrors(t *testing.T) {
 		{"no API_KEYS", nil, nil, []string{"API_KEYS: is required", "api -h lists every variable"}},
 		{"bad LOG_FORMAT", map[string]string{"LOG_FORMAT": "yaml", "API_KEYS": "dev:0123456789abcdef0123:ingest"},
 			nil, []string{`LOG_FORMAT: must be json or text, got "yaml"`}},
+		{"bad OTLP endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318", "API_KEYS": "dev:0123456789abcdef0123:ingest"},
+			nil, []string{"OTEL_EXPORTER_OTLP_ENDPOINT: must be an http or https URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
