@@ -87,7 +87,7 @@ func status(ctx context.Context, js jetstream.JetStream, dsn string, now time.Ti
 			}
 			ci := c.CachedInfo()
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%s\n", t, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting,
-				oldestUnacked(ctx, stream, st.FirstSeq, t, now))
+				oldestUnacked(ctx, stream, t, now))
 		}
 	}
 	if dlq, err := js.Stream(ctx, messaging.DLQStreamName); err != nil {
@@ -116,18 +116,17 @@ func status(ctx context.Context, js jetstream.JetStream, dsn string, now time.Ti
 	return code
 }
 
-// oldestUnacked is the age of the first message of type t still in
-// TELEMETRY: a work queue deletes what is acknowledged, so that message is
-// the oldest not yet processed. "-" for none.
-func oldestUnacked(ctx context.Context, s jetstream.Stream, firstSeq uint64, t models.Type, now time.Time) string {
-	m, err := s.GetMsg(ctx, max(firstSeq, 1), jetstream.WithGetMsgSubject(t.Subject()))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+// oldestUnacked is the age of the oldest message of type t not yet
+// acknowledged (messaging.OldestUnacked), "-" for none.
+func oldestUnacked(ctx context.Context, s jetstream.Stream, t models.Type, now time.Time) string {
+	age, ok, err := messaging.OldestUnacked(ctx, s, t, now)
+	switch {
+	case err != nil:
+		return "unknown (" + err.Error() + ")"
+	case !ok:
 		return "-"
 	}
-	if err != nil {
-		return "unknown (" + err.Error() + ")"
-	}
-	return now.Sub(m.Time).Round(time.Second).String()
+	return age.Round(time.Second).String()
 }
 
 // databaseStatus is "" without a DSN, "reachable", or a sentence.
