@@ -31,6 +31,7 @@ type consumerMetrics struct {
 	batchSize  *prometheus.HistogramVec // worker_batch_size{type}
 	pending    *prometheus.GaugeVec     // worker_consumer_pending_messages{type}
 	ackPending *prometheus.GaugeVec     // worker_consumer_ack_pending_messages{type}
+	oldestAge  *prometheus.GaugeVec     // worker_consumer_oldest_pending_age_seconds{type}
 	paused     *prometheus.GaugeVec     // worker_paused{type,reason}
 	restarts   *prometheus.CounterVec   // worker_consumer_restarts_total{type}
 	dlq        prometheus.Gauge         // worker_dlq_messages
@@ -63,9 +64,13 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 			Name: "worker_consumer_ack_pending_messages",
 			Help: "Messages delivered to workers and not yet acknowledged (polled).",
 		}, []string{"type"}),
+		oldestAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "worker_consumer_oldest_pending_age_seconds",
+			Help: "Age of the oldest message of a type still in TELEMETRY, delivered or not (exact: read from the stream; polled); 0 when none.",
+		}, []string{"type"}),
 		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "worker_paused",
-			Help: "1 while processing of a type is paused, by reason: database (PostgreSQL unreachable; nothing fetched, messages held) or misconfigured (e.g. Rekognition access denied; messages held and retried); alert when > 0.",
+			Help: "1 while processing of a type is paused, by reason: database (PostgreSQL unreachable; messages held) or misconfigured (e.g. Rekognition access denied; messages held and retried); alert when > 0.",
 		}, []string{"type", "reason"}),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_consumer_restarts_total",
@@ -77,7 +82,7 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 		}),
 	}
 	m.held = map[models.Type]int{}
-	for _, c := range []prometheus.Collector{m.messages, m.latency, m.batchSize, m.pending, m.ackPending, m.paused, m.restarts, m.dlq} {
+	for _, c := range []prometheus.Collector{m.messages, m.latency, m.batchSize, m.pending, m.ackPending, m.oldestAge, m.paused, m.restarts, m.dlq} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register worker metrics: %w", err)
 		}
@@ -89,6 +94,7 @@ func newConsumerMetrics(reg prometheus.Registerer) (*consumerMetrics, error) {
 		m.latency.WithLabelValues(string(t))
 		m.pending.WithLabelValues(string(t))
 		m.ackPending.WithLabelValues(string(t))
+		m.oldestAge.WithLabelValues(string(t))
 		m.paused.WithLabelValues(string(t), pauseDatabase)
 		m.paused.WithLabelValues(string(t), pauseMisconfigured)
 		m.restarts.WithLabelValues(string(t))

@@ -288,12 +288,16 @@ func (w *worker) onExhausted(ex messaging.Exhausted) {
 	w.auditDeadLetter(context.Background(), ex.Type, ex.Data, ex.Reason, ex.Sequence, ex.Deliveries)
 }
 
-// pollLag reads consumer lag and the DLQ size into gauges until ctx is done.
+// pollLag reads consumer lag, the age of each type's oldest unacknowledged
+// message and the DLQ size into gauges until ctx is done. The age costs a
+// read of that message (a photo: megabytes), so it is read only for a type
+// with something unacknowledged.
 func (w *worker) pollLag(ctx context.Context) {
 	tick := time.NewTicker(lagPollInterval)
 	defer tick.Stop()
 	for {
 		pctx, cancel := context.WithTimeout(ctx, lagPollInterval)
+		stream, serr := w.js.Stream(pctx, messaging.StreamName)
 		for _, t := range models.Types {
 			c, err := w.js.Consumer(pctx, messaging.StreamName, messaging.ConsumerName(t))
 			if err != nil {
@@ -302,6 +306,13 @@ func (w *worker) pollLag(ctx context.Context) {
 			info := c.CachedInfo()
 			w.metrics.pending.WithLabelValues(string(t)).Set(float64(info.NumPending))
 			w.metrics.ackPending.WithLabelValues(string(t)).Set(float64(info.NumAckPending))
+			if info.NumPending == 0 && info.NumAckPending == 0 {
+				w.metrics.oldestAge.WithLabelValues(string(t)).Set(0)
+			} else if serr == nil {
+				if age, _, err := messaging.OldestUnacked(pctx, stream, t, time.Now()); err == nil {
+					w.metrics.oldestAge.WithLabelValues(string(t)).Set(age.Seconds())
+				}
+			}
 		}
 		if s, err := w.js.Stream(pctx, messaging.DLQStreamName); err == nil {
 			w.metrics.dlq.Set(float64(s.CachedInfo().State.Msgs))
