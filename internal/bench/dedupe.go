@@ -133,6 +133,8 @@ func dedupeRound(ctx context.Context, serverPath, dir string, syncAlways, withID
 	}
 	select {
 	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		failed = ctx.Err()
 	case <-time.After(30 * time.Second):
 		failed = errors.Join(failed, fmt.Errorf("bench: %d publishes not acknowledged within 30 s", js.PublishAsyncPending()))
 	}
