@@ -80,7 +80,7 @@ func (s *Store) InsertPhoto(ctx context.Context, p Photo) (item models.PhotoItem
 		details["similarity"] = *p.Similarity
 	}
 	item, _, err = scanPhoto(s.pool.QueryRow(ctx, insertPhotoSQL,
-		p.MessageID, p.DeviceID, p.RecordedAt, p.ReceivedAt, p.ContentType, p.SizeBytes,
+		messageID(p.MessageID), p.DeviceID, p.RecordedAt, p.ReceivedAt, p.ContentType, p.SizeBytes,
 		p.Ciphertext, p.KeyID, p.RecognitionStatus, p.Recognized, p.FaceID, p.Similarity,
 		p.Actor, details, ActionPhotoStored,
 	))

@@ -166,14 +166,14 @@ var storedQuery = map[models.Type]string{
 	models.TypePhoto:     `SELECT EXISTS (SELECT 1 FROM photo WHERE message_id = $1)`,
 }
 
-// Stored reports whether the reading of message messageID, of type t, is in
-// its table.
-func (s *Store) Stored(ctx context.Context, t models.Type, messageID uuid.UUID) (bool, error) {
+// Stored reports whether the reading of message id, of type t, is in its
+// table.
+func (s *Store) Stored(ctx context.Context, t models.Type, id uuid.UUID) (bool, error) {
 	q, ok := storedQuery[t]
 	if !ok {
 		return false, ierr.Errorf(ierr.Invalid, "storage.Stored", "unknown telemetry type %q", t)
 	}
 	var stored bool
-	err := s.pool.QueryRow(ctx, q, messageID).Scan(&stored)
+	err := s.pool.QueryRow(ctx, q, messageID(id)).Scan(&stored)
 	return stored, translate("storage.Stored", err)
 }

@@ -200,8 +200,9 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 		w.log.Warn("acks of a stored batch may be lost; the messages will come back as duplicates", "type", typ, "err", err)
 	}
 	now := time.Now()
+	latency := w.metrics.latency.WithLabelValues(string(typ))
 	for _, r := range good {
-		w.metrics.latency.WithLabelValues(string(typ)).Observe(now.Sub(r.at).Seconds())
+		latency.Observe(now.Sub(r.at).Seconds())
 	}
 	w.metrics.count(typ, outcomeStored, stored)
 	w.metrics.count(typ, outcomeDuplicate, dup)

@@ -270,7 +270,8 @@ func queueReadings[T models.Reading](ctx context.Context, url string, topo messa
 		if err != nil {
 			return err
 		}
-		if _, err := js.PublishAsync(readings[i].Type().Subject(), data); err != nil {
+		// A loaded machine may take a while to drain 4,096 pending acks.
+		if _, err := js.PublishAsync(readings[i].Type().Subject(), data, jetstream.WithStallWait(10*time.Second)); err != nil {
 			return fmt.Errorf("bench: queueing readings: %w", err)
 		}
 	}
