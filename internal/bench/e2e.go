@@ -26,15 +26,16 @@ const e2eDrainLimit = 2 * time.Minute
 // runE2E measures the pipeline as a phone sees it: the real API and the real
 // worker in this process, a fresh NATS server and database, GPS readings.
 //
-// First the sustained rate: closed loop at Options.Connections for a round,
-// counting both the readings answered 202 per second and the rows stored
-// per second; the lower is what the system keeps up with (the API alone can
-// outrun the worker for a while, into the stream's backlog). Then, once the
-// backlog is drained, an open loop at half that rate: requests are due at a
-// constant pace whether or not earlier ones were answered, so a stall shows
-// in the latency of everything queued behind it instead of slowing the
-// arrivals; each 202's latency runs from its due time to its row's commit
-// (see commitWatcher). Every reading answered 202 must then be stored once.
+// First the sustained rate: closed loop at Options.Connections, counting
+// both the readings answered 202 per second and the rows stored per second;
+// the lower is what the system keeps up with (the API alone can outrun the
+// worker for a while, into the stream's backlog). Then, once the backlog is
+// drained, an open loop at half that rate: requests are due at a constant
+// pace whether or not earlier ones were answered, so a stall shows in the
+// latency of everything queued behind it instead of slowing the arrivals;
+// each 202's latency runs from its due time to its row's commit (see
+// commitWatcher). Each is Options.Rounds rounds of Options.Round, the median
+// reported. Every reading answered 202 must then be stored, once.
 func runE2E(ctx context.Context, env *Env, rep *Report) (err error) {
 	ns, err := env.NewNATS()
 	if err != nil {
