@@ -18,6 +18,7 @@ import (
 	"github.com/challenge-v3/challenge-v3/internal/testenv"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/storage"
 	"github.com/challenge-v3/challenge-v3/worker"
 )
 
@@ -31,12 +32,20 @@ import (
 func TestExactlyOnceWithoutNatsMsgID(t *testing.T) {
 	ns := testenv.NATS(t)
 	dsn := testenv.Postgres(t)
+	ctx := context.Background()
+	db, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := storage.Migrate(ctx, db); err != nil { // before the worker, so the tables exist when counted
+		t.Fatal(err)
+	}
 	r := start(t, testConfig(ns.URL))
 	stopWorker := startWorker(t, ns.URL, dsn)
 	defer stopWorker()
 
 	// The same message twice on the stream, neither with a Nats-Msg-Id.
-	ctx := context.Background()
 	js := jsFor(t, ns.URL)
 	pub, err := messaging.NewPublisher(ctx, js, 2*time.Second)
 	if err != nil {
@@ -79,11 +88,6 @@ func TestExactlyOnceWithoutNatsMsgID(t *testing.T) {
 		t.Fatal("two plain requests got the same id")
 	}
 
-	db, err := pgxpool.New(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	want := map[string]int{dup.MessageID.String(): 1, keyed: 1, plain1: 1, plain2: 1}
 	count := func(table string) map[string]int {
 		rows, err := db.Query(ctx, `SELECT message_id::text, count(*) FROM `+table+` GROUP BY message_id`)

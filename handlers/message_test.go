@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"testing"
 	"time"
 
@@ -128,5 +132,17 @@ func TestReadingMessageIsModelsMarshal(t *testing.T) {
 		if _, ok := appendReading(nil, g); !ok {
 			t.Fatalf("a GPS reading at %v did not take the fast path", f)
 		}
+	}
+}
+
+// The 202 body written by hand is json.Marshal's of Accepted.
+func TestAcceptedBody(t *testing.T) {
+	id := uuid.Must(uuid.NewV7())
+	w := httptest.NewRecorder()
+	writeAccepted(w, id)
+	want, _ := json.Marshal(Accepted{ID: id.String(), Status: "accepted"})
+	if w.Code != http.StatusAccepted || w.Body.String() != string(want)+"\n" ||
+		w.Header().Get("Content-Length") != strconv.Itoa(len(want)+1) || w.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("%d %v %q; want 202 %s", w.Code, w.Header(), w.Body, want)
 	}
 }

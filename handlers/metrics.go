@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,7 @@ type metrics struct {
 	deviceRateLimited *prometheus.CounterVec
 	authFailures      *prometheus.CounterVec
 	trackedClients    prometheus.GaugeFunc
+	series            sync.Map // seriesKey → *requestSeries
 }
 
 func newMetrics(reg prometheus.Registerer, trackedClients func() float64) (*metrics, error) {
@@ -90,11 +92,41 @@ func (m *metrics) middleware(next http.Handler) http.Handler {
 		start := time.Now()
 		next.ServeHTTP(w, r)
 		info := infoFrom(r.Context())
-		status := strconv.Itoa(info.rec.statusCode())
+		status := info.rec.statusCode()
 		method := methodLabel(r.Method)
-		m.requests.WithLabelValues(info.route, method, status).Inc()
-		m.duration.WithLabelValues(info.route, method, status).Observe(time.Since(start).Seconds())
+		sr := m.seriesOf(info.route, method, status)
+		sr.requests.Inc()
+		sr.duration.Observe(time.Since(start).Seconds())
 	})
+}
+
+// requestSeries are the request counter and histogram of one route,
+// method and status.
+type requestSeries struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+type seriesKey struct {
+	route, method string
+	status        int
+}
+
+// seriesOf returns the series of a request, looked up once per label set:
+// WithLabelValues validates and hashes the labels under a lock on every
+// call, twice a request. The label sets are bounded (route patterns,
+// methodLabel, statuses the server writes), and so is the cache.
+func (m *metrics) seriesOf(route, method string, status int) *requestSeries {
+	k := seriesKey{route, method, status}
+	if s, ok := m.series.Load(k); ok {
+		return s.(*requestSeries)
+	}
+	code := strconv.Itoa(status)
+	s, _ := m.series.LoadOrStore(k, &requestSeries{
+		requests: m.requests.WithLabelValues(route, method, code),
+		duration: m.duration.WithLabelValues(route, method, code),
+	})
+	return s.(*requestSeries)
 }
 
 // methodLabel bounds the label's values: a client may send any method name.

@@ -207,7 +207,7 @@ func (h *ingest) accept(w http.ResponseWriter, r *http.Request, key string, now 
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	writeJSON(w, http.StatusAccepted, Accepted{ID: id.String(), Status: "accepted"})
+	writeAccepted(w, id)
 }
 
 // MaxIdempotencyKeyLen is the longest Idempotency-Key accepted.
@@ -241,6 +241,21 @@ func idempotencyKey(h http.Header) (string, error) {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	body, _ := json.Marshal(v) // only fixed response types reach here
+	writeBody(w, status, body)
+}
+
+// writeAccepted answers 202 with Accepted{id, "accepted"}: the answer to
+// every reading, written as json.Marshal would without its reflection
+// (TestAcceptedBody).
+func writeAccepted(w http.ResponseWriter, id uuid.UUID) {
+	b := make([]byte, 0, len(`{"id":"","status":"accepted"}`)+36+1)
+	b = append(b, `{"id":"`...)
+	b = append(b, id.String()...)
+	writeBody(w, http.StatusAccepted, append(b, `","status":"accepted"}`...))
+}
+
+// writeBody sends a JSON body and a final newline.
+func writeBody(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
