@@ -55,7 +55,10 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		}
 	}
 	if !strings.Contains(dsn, "pool_max_conns") {
-		// Three consumers, concurrent photos and the dead-letter path.
+		// Two batch writers for each of GPS and gyroscope, the photos in
+		// flight (PHOTO_CONCURRENCY, 4 by default) and the dead-letter
+		// path; beyond that a writer waits for a connection, which only
+		// queues work PostgreSQL could not run faster on a few cores.
 		cfg.MaxConns = int32(max(10, runtime.GOMAXPROCS(0)))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
