@@ -12,8 +12,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // Connect dials NATS with the options every binary of the system needs:
@@ -144,42 +146,60 @@ func (p *Publisher) PublishAll(ctx context.Context, msgs []Outgoing) (errs []err
 	return errs
 }
 
-// pendingAck is a publish sent (paf) or already failed (err).
+// pendingAck is a publish sent (paf, under its span until wait ends it)
+// or already failed (err).
 type pendingAck struct {
-	paf jetstream.PubAckFuture
-	err error
+	paf  jetstream.PubAckFuture
+	span trace.Span
+	err  error
 }
 
 // start sends one message without waiting for its ack. When the pending
 // bound is reached it waits for a slot, within the publish timeout and ctx.
+// The message carries the trace context of its publish span (a child of
+// ctx's, the request's), which the worker's processing continues.
 func (p *Publisher) start(ctx context.Context, subject, msgID string, data []byte) pendingAck {
 	const op = "messaging.Publish"
+	ctx, span := tracing.StartPublish(ctx, subject, msgID)
+	failed := func(err error) pendingAck {
+		err = ierr.E(ierr.Unavailable, op, err)
+		tracing.End(span, err)
+		return pendingAck{err: err}
+	}
 	stall := p.timeout
 	if d, ok := ctx.Deadline(); ok {
 		stall = min(stall, time.Until(d))
 	}
 	if err := ctx.Err(); err != nil || stall <= 0 {
-		return pendingAck{err: ierr.E(ierr.Unavailable, op, cmp.Or(err, context.DeadlineExceeded))}
+		return failed(cmp.Or(err, context.DeadlineExceeded))
 	}
 	m := &nats.Msg{Subject: subject, Data: data}
 	if msgID != "" {
 		m.Header = nats.Header{jetstream.MsgIDHeader: []string{msgID}}
 	}
+	m.Header = tracing.Inject(ctx, m.Header)
 	paf, err := p.js.PublishMsgAsync(m, noRetry, jetstream.WithStallWait(stall))
 	if err != nil {
-		return pendingAck{err: ierr.E(ierr.Unavailable, op, err)}
+		return failed(err)
 	}
-	return pendingAck{paf: paf}
+	return pendingAck{paf: paf, span: span}
 }
 
 // wait returns once the message is acknowledged (nil) or has failed: an
 // error ack (stream full), no ack within the publish timeout, a lost
 // connection (nats.go fails every pending ack when it reconnects), or ctx.
+// It ends the publish span.
 func (a pendingAck) wait(ctx context.Context) error {
-	const op = "messaging.Publish"
 	if a.err != nil {
 		return a.err
 	}
+	err := a.acked(ctx)
+	tracing.End(a.span, err)
+	return err
+}
+
+func (a pendingAck) acked(ctx context.Context) error {
+	const op = "messaging.Publish"
 	select {
 	case ack := <-a.paf.Ok():
 		// The stream is checked here rather than with an

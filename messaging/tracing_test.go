@@ -2,6 +2,7 @@ package messaging_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,5 +102,74 @@ func TestDeadLetterSpans(t *testing.T) {
 	spans = deadLetterSpans(rec, pub.TraceID())
 	if len(spans) != 1 || spans[0].Parent().SpanID() != pub.SpanID() || !spans[0].Parent().IsRemote() {
 		t.Fatalf("exhausted: dead-letter spans of the reading's trace: %v", spans)
+	}
+}
+
+// Each publish is a producer span, a child of the caller's (the request's),
+// whose context the message carries in its headers; a publish that fails
+// is a failed span.
+func TestPublishSpans(t *testing.T) {
+	rec := tracingtest.Record(t)
+	_, _, js := setup(t, messaging.DefaultTopology())
+	p, err := messaging.NewPublisher(context.Background(), js, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, request := tracing.Start(context.Background(), "POST /telemetry/batch", trace.SpanKindServer)
+	if err := p.Publish(ctx, models.TypeGPS.Subject(), "", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	errs := p.PublishAll(ctx, []messaging.Outgoing{
+		{Subject: models.TypeGPS.Subject(), Data: []byte(`{"n":2}`)},
+		{Subject: models.TypeGyroscope.Subject(), MsgID: "gyro-3", Data: []byte(`{"n":3}`)},
+	})
+	if errs[0] != nil || errs[1] != nil {
+		t.Fatal(errs)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := p.Publish(cancelled, models.TypeGPS.Subject(), "", []byte(`{"n":4}`)); err == nil {
+		t.Fatal("a publish with a cancelled context succeeded")
+	}
+	request.End()
+
+	sends := append(tracingtest.Named(rec, "send telemetry.gps"), tracingtest.Named(rec, "send telemetry.gyroscope")...)
+	if len(sends) != 4 {
+		t.Fatalf("%d publish spans, want 4", len(sends))
+	}
+	failed := 0
+	for _, s := range sends {
+		if s.Parent().SpanID() != request.SpanContext().SpanID() || s.SpanKind() != trace.SpanKindProducer {
+			t.Errorf("%s: parent %s, kind %v", s.Name(), s.Parent().SpanID(), s.SpanKind())
+		}
+		if s.Status().Code == codes.Error {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Errorf("%d failed publish spans, want 1", failed)
+	}
+	// The stored messages carry their own publish span's context.
+	stream, err := js.Stream(context.Background(), messaging.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, s := range sends {
+		ids[s.SpanContext().SpanID().String()] = true
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		m, err := stream.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp := tracing.Header(m.Header).Get("traceparent") // 00-<trace>-<span>-01
+		parts := strings.Split(tp, "-")
+		if len(parts) != 4 || parts[1] != request.SpanContext().TraceID().String() || !ids[parts[2]] {
+			t.Errorf("message %d: traceparent %q", seq, tp)
+		}
+		if seq == 3 && m.Header.Get(jetstream.MsgIDHeader) != "gyro-3" {
+			t.Errorf("message 3 lost its Nats-Msg-Id: %v", m.Header)
+		}
 	}
 }
