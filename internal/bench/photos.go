@@ -153,14 +153,14 @@ func photoRound(ctx context.Context, env *Env, images [][]byte, concurrency int)
 	cfg.RekognitionEndpoint = fake.URL
 	cfg.AWSRegion = rekognitionfake.Region
 	cfg.AWSCredentials = config.AWSCredentials{AccessKeyID: "AKIDBENCH", SecretAccessKey: "bench-secret"}
-	rate, err := runWorkerUntilStored(ctx, env, cfg, worker.Options{}, "photo", len(photos))
+	m, err := runWorkerUntilStored(ctx, env, cfg, worker.Options{}, "photo", len(photos))
 	if err != nil {
 		return 0, err
 	}
 	if calls := fake.Calls(rekognitionfake.OpSearchFacesByImage); calls != len(photos) {
 		return 0, fmt.Errorf("bench: %d SearchFacesByImage calls for %d photos: a photo was analysed twice or not at all", calls, len(photos))
 	}
-	return rate, checkPhotos(ctx, dsn, len(photos))
+	return m.rate, checkPhotos(ctx, dsn, len(photos))
 }
 
 // checkPhotos fails unless the database holds want photos, each a new face

@@ -2,20 +2,13 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/challenge-v3/challenge-v3/config"
-	"github.com/challenge-v3/challenge-v3/crypto"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 	"github.com/challenge-v3/challenge-v3/storage"
@@ -50,20 +43,22 @@ func init() {
 // their audit rows (the ceiling: no queue, no decoding, no exactly-once
 // check) and the worker draining the same n readings from JetStream, each
 // into a fresh database, and checks that every reading was stored once with
-// its audit row.
+// its audit row. Besides the rates it reports the CPU a reading cost each
+// (this process and PostgreSQL's backends), a figure the other load of a
+// shared machine disturbs far less.
 func runDrain(ctx context.Context, env *Env, rep *Report, n int) error {
 	readings := drainFleet(n)
-	var copyRates, workerRates []float64
+	var copies, drains []measured
 	for round := range env.Rounds {
 		variants := []func() error{
 			func() error {
-				r, err := copyRound(ctx, env, readings)
-				copyRates = append(copyRates, r)
+				m, err := copyRound(ctx, env, readings)
+				copies = append(copies, m)
 				return err
 			},
 			func() error {
-				r, err := drainRound(ctx, env, readings)
-				workerRates = append(workerRates, r)
+				m, err := drainRound(ctx, env, readings)
+				drains = append(drains, m)
 				return err
 			},
 		}
@@ -75,18 +70,48 @@ func runDrain(ctx context.Context, env *Env, rep *Report, n int) error {
 				return err
 			}
 		}
-		env.Logf("worker round %d: raw CopyFrom %.0f readings/s, this worker %.0f readings/s (%.2f×)",
-			round+1, copyRates[round], workerRates[round], workerRates[round]/copyRates[round])
+		c, d := copies[round], drains[round]
+		env.Logf("worker round %d: raw CopyFrom %.0f readings/s, this worker %.0f readings/s (%.2f×); CPU a reading %s vs %s",
+			round+1, c.rate, d.rate, d.rate/c.rate, c.proc+c.pg, d.proc+d.pg)
 	}
-	note := fmt.Sprintf("%d readings, %d a transaction, %d devices", n, drainBatch, drainDevices)
+	rates := func(ms []measured) []float64 {
+		out := make([]float64, len(ms))
+		for i, m := range ms {
+			out[i] = m.rate
+		}
+		return out
+	}
+	copyRates, drainRates := rates(copies), rates(drains)
 	rep.Add(
-		Row{Section: "worker", Name: "raw CopyFrom", Value: Median(copyRates), Unit: "readings/s",
-			Rounds: copyRates, Note: note},
-		Row{Section: "worker", Name: "this worker", Value: Median(workerRates), Unit: "readings/s",
-			Baseline: "raw CopyFrom", MinRatio: 0.5, Rounds: workerRates,
+		Row{Section: "worker", Name: "raw CopyFrom", Value: Median(copyRates), Unit: "readings/s", Rounds: copyRates,
+			Note: fmt.Sprintf("%d readings, %d a transaction, %d devices", n, drainBatch, drainDevices)},
+		Row{Section: "worker", Name: "this worker", Value: Median(drainRates), Unit: "readings/s",
+			Baseline: "raw CopyFrom", MinRatio: 0.5, Rounds: drainRates,
 			Note: "exactly once: data + audit + device summary"},
 	)
+	if copyCPU, ok := cpuRow("CPU a reading, raw CopyFrom", copies); ok {
+		drainCPU, _ := cpuRow("CPU a reading, this worker", drains)
+		drainCPU.Baseline = copyCPU.Name
+		rep.Add(copyCPU, drainCPU)
+	}
 	return nil
+}
+
+// cpuRow is the median CPU a reading over rounds, in µs, with the split
+// between PostgreSQL and this process in the note; false when it was not
+// measured.
+func cpuRow(name string, ms []measured) (Row, bool) {
+	var total, pg, proc []float64
+	for _, m := range ms {
+		if m.proc == 0 && m.pg == 0 {
+			return Row{}, false
+		}
+		total = append(total, float64(m.proc+m.pg)/float64(time.Microsecond))
+		pg = append(pg, float64(m.pg)/float64(time.Microsecond))
+		proc = append(proc, float64(m.proc)/float64(time.Microsecond))
+	}
+	return Row{Section: "worker", Name: name, Value: Median(total), Unit: "µs", Rounds: total,
+		Note: fmt.Sprintf("PostgreSQL %.1f µs + this process %.1f µs (lower is better)", Median(pg), Median(proc))}, true
 }
 
 // drainFleet is n GPS readings as the API builds them, from drainDevices
@@ -108,21 +133,29 @@ func drainFleet(n int) []models.GPS {
 
 // copyRound writes readings with pgx CopyFrom, a GPS row and an audit row
 // per reading, drainBatch readings a transaction on one connection, and
-// returns readings/s after the first transaction (the worker's rate is
-// also taken from its first stored batch on).
-func copyRound(ctx context.Context, env *Env, readings []models.GPS) (float64, error) {
+// measures from the end of the first transaction on (the worker is also
+// measured from its first stored batch on).
+func copyRound(ctx context.Context, env *Env, readings []models.GPS) (measured, error) {
 	dsn, err := env.NewDatabase(ctx)
 	if err != nil {
-		return 0, err
+		return measured{}, err
 	}
 	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		return 0, err
+		return measured{}, err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	meterConn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return measured{}, err
+	}
+	defer meterConn.Close(context.WithoutCancel(ctx))
 	gpsCols := []string{"message_id", "device_id", "latitude", "longitude", "recorded_at", "received_at"}
 	auditCols := []string{"actor", "action", "resource", "resource_id", "message_id", "details"}
-	var start time.Time
+	var (
+		start time.Time
+		meter *cpuMeter
+	)
 	for lo := 0; lo < len(readings); lo += drainBatch {
 		batch := readings[lo:min(lo+drainBatch, len(readings))]
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -142,188 +175,54 @@ func copyRound(ctx context.Context, env *Env, readings []models.GPS) (float64, e
 			return err
 		})
 		if err != nil {
-			return 0, fmt.Errorf("bench: raw CopyFrom: %w", err)
+			return measured{}, fmt.Errorf("bench: raw CopyFrom: %w", err)
 		}
 		if lo == 0 {
 			start = time.Now()
+			if meter, err = startCPU(ctx, meterConn); err != nil {
+				return measured{}, err
+			}
 		}
 	}
-	rate := float64(len(readings)-min(drainBatch, len(readings))) / time.Since(start).Seconds()
-	return rate, checkDrained(ctx, dsn, len(readings))
+	rows := len(readings) - min(drainBatch, len(readings))
+	elapsed := time.Since(start)
+	if rows <= 0 {
+		return measured{}, fmt.Errorf("bench: raw CopyFrom: %d readings are too few to measure a rate", len(readings))
+	}
+	m := measured{rate: float64(rows) / elapsed.Seconds()}
+	if proc, pg, ok := meter.stop(ctx); ok {
+		m.proc, m.pg = proc/time.Duration(rows), pg/time.Duration(rows)
+	}
+	return m, checkDrained(ctx, dsn, len(readings))
 }
 
 // drainRound queues readings in a fresh JetStream, then runs the worker
-// into a fresh database until every reading is stored, and returns
-// readings/s from the first stored batch on (start-up excluded).
-func drainRound(ctx context.Context, env *Env, readings []models.GPS) (float64, error) {
+// into a fresh database until every reading is stored, measured from the
+// first stored batch on (start-up excluded).
+func drainRound(ctx context.Context, env *Env, readings []models.GPS) (measured, error) {
 	ns, err := env.NewNATS()
 	if err != nil {
-		return 0, err
+		return measured{}, err
 	}
 	defer ns.Stop()
 	topo := messaging.DefaultTopology()
 	if err := queueReadings(ctx, ns.URL, topo, readings); err != nil {
-		return 0, err
+		return measured{}, err
 	}
 	dsn, err := env.NewDatabase(ctx)
 	if err != nil {
-		return 0, err
+		return measured{}, err
 	}
 	cfg, err := benchWorkerConfig(ns.URL, dsn, topo)
 	if err != nil {
-		return 0, err
+		return measured{}, err
 	}
 	cfg.BatchSize = drainBatch
-	rate, err := runWorkerUntilStored(ctx, env, cfg, worker.Options{}, "gps", len(readings))
+	m, err := runWorkerUntilStored(ctx, env, cfg, worker.Options{}, "gps", len(readings))
 	if err != nil {
-		return 0, err
+		return measured{}, err
 	}
-	return rate, checkDrained(ctx, dsn, len(readings))
-}
-
-// runWorkerUntilStored runs the worker with cfg until table holds n rows
-// (bounded by drainTimeout), stops it, and returns rows/s from the first
-// stored row on: start-up (connections, migrations, topology, a face
-// collection) is not what is measured.
-func runWorkerUntilStored(ctx context.Context, env *Env, cfg config.Worker, opts worker.Options, table string, n int) (float64, error) {
-	db, err := pgxpool.New(ctx, cfg.DatabaseURL)
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
-	rctx, cancel := context.WithTimeout(ctx, drainTimeout)
-	defer cancel()
-	wctx, stop := context.WithCancel(rctx)
-	var runErr error
-	finished := make(chan struct{})
-	go func() {
-		defer close(finished)
-		runErr = worker.RunWith(wctx, cfg, benchLogger(env), opts)
-	}()
-	defer func() { stop(); <-finished }()
-
-	// max(id) is a read of the primary key's last entry: polling it costs
-	// the database next to nothing; count(*) confirms at the end (an id
-	// may be skipped by a rolled-back insert).
-	lastID := `SELECT coalesce(max(id), 0) FROM ` + table
-	countRows := `SELECT count(*) FROM ` + table
-	var start time.Time
-	first := 0
-	for {
-		var last int64
-		if err := db.QueryRow(rctx, lastID).Scan(&last); err != nil {
-			return 0, fmt.Errorf("bench: waiting for %s rows: %w", table, err)
-		}
-		if last > 0 && start.IsZero() {
-			start = time.Now()
-			if err := db.QueryRow(rctx, countRows).Scan(&first); err != nil {
-				return 0, err
-			}
-		}
-		if last >= int64(n) {
-			var stored int
-			if err := db.QueryRow(rctx, countRows).Scan(&stored); err != nil {
-				return 0, err
-			}
-			if stored >= n {
-				break
-			}
-		}
-		select {
-		case <-finished:
-			return 0, fmt.Errorf("bench: the worker stopped before storing %d %s rows: %v", n, table, runErr)
-		case <-rctx.Done():
-			return 0, fmt.Errorf("bench: waiting for %d %s rows: %w", n, table, rctx.Err())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-	elapsed := time.Since(start)
-	stop()
-	<-finished
-	if runErr != nil {
-		return 0, fmt.Errorf("bench: worker: %w", runErr)
-	}
-	if n == first || elapsed <= 0 {
-		return 0, fmt.Errorf("bench: all %d %s rows appeared at once: too few to measure a rate", n, table)
-	}
-	return float64(n-first) / elapsed.Seconds(), nil
-}
-
-// queueReadings publishes readings as the API does (the queue's JSON, the
-// type's subject, the project's topology), asynchronously with every ack
-// awaited, and checks the stream holds them all.
-func queueReadings[T models.Reading](ctx context.Context, url string, topo messaging.TopologyConfig, readings []T) error {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return err
-	}
-	if err := messaging.EnsureTopology(ctx, js, topo); err != nil {
-		return err
-	}
-	for i := range readings {
-		data, err := models.Marshal(readings[i])
-		if err != nil {
-			return err
-		}
-		// A loaded machine may take a while to drain 4,096 pending acks.
-		if _, err := js.PublishAsync(readings[i].Type().Subject(), data, jetstream.WithStallWait(10*time.Second)); err != nil {
-			return fmt.Errorf("bench: queueing readings: %w", err)
-		}
-	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(time.Minute):
-		return errors.New("bench: queueing readings: acks not received within a minute")
-	}
-	s, err := js.Stream(ctx, messaging.StreamName)
-	if err != nil {
-		return err
-	}
-	if got := s.CachedInfo().State.Msgs; got != uint64(len(readings)) {
-		return fmt.Errorf("bench: queueing readings: the stream holds %d messages, want %d", got, len(readings))
-	}
-	return nil
-}
-
-// benchWorkerConfig is a worker configuration built in code: no face
-// recognition, the given NATS server, database and topology, an admin
-// listener on a free loopback port.
-func benchWorkerConfig(natsURL, dsn string, topo messaging.TopologyConfig) (config.Worker, error) {
-	key, err := crypto.GenerateKey("bench")
-	if err != nil {
-		return config.Worker{}, err
-	}
-	return config.Worker{
-		AdminAddr:          "127.0.0.1:0",
-		NATSURL:            natsURL,
-		NATSConnectWait:    5 * time.Second,
-		DatabaseURL:        dsn,
-		EncryptionKeys:     []crypto.Key{key},
-		FaceMatchThreshold: config.DefaultFaceMatchThreshold,
-		RecognitionTimeout: 5 * time.Second,
-		CacheEntries:       config.DefaultRecognitionCacheEntries,
-		CacheTTL:           config.DefaultRecognitionCacheTTL,
-		BatchSize:          config.DefaultBatchSize,
-		BatchLinger:        config.DefaultBatchLinger,
-		PhotoConcurrency:   config.DefaultPhotoConcurrency,
-		RetryBackoff:       []time.Duration{time.Second, 5 * time.Second},
-		Limits:             models.DefaultLimits(),
-		Topology:           topo,
-		LogLevel:           slog.LevelWarn,
-		ShutdownTimeout:    10 * time.Second,
-	}, nil
-}
-
-// benchLogger passes the worker's warnings and errors to the progress log.
-func benchLogger(env *Env) *slog.Logger {
-	return slog.New(slog.NewTextHandler(env.Log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return m, checkDrained(ctx, dsn, len(readings))
 }
 
 // checkDrained fails unless the database holds want GPS rows, each with

@@ -23,11 +23,11 @@ func TestDrainAndPhotoRoundsCheckWhatTheyStored(t *testing.T) {
 	t.Cleanup(env.Close)
 
 	readings := drainFleet(3 * drainBatch)
-	if r, err := copyRound(ctx, env, readings); err != nil || r <= 0 {
-		t.Fatalf("raw CopyFrom round: %v readings/s, %v", r, err)
+	if m, err := copyRound(ctx, env, readings); err != nil || m.rate <= 0 {
+		t.Fatalf("raw CopyFrom round: %+v, %v", m, err)
 	}
-	if r, err := drainRound(ctx, env, readings); err != nil || r <= 0 {
-		t.Fatalf("worker round: %v readings/s, %v", r, err)
+	if m, err := drainRound(ctx, env, readings); err != nil || m.rate <= 0 {
+		t.Fatalf("worker round: %+v, %v", m, err)
 	}
 	images, err := benchImages(6)
 	if err != nil {
