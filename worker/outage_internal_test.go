@@ -95,7 +95,13 @@ func TestOutageKeepsTheSubscription(t *testing.T) {
 		}
 		return errors.New("connection refused")
 	}
-	log := slog.New(slog.DiscardHandler)
+	logs := &testenv.LogBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker logs:\n%s", logs.String())
+		}
+	})
 	w := &worker{cfg: config.Worker{Topology: topo}, log: log, js: js, metrics: m, outage: newOutage(ping, m, log)}
 	in := make(chan jetstream.Msg)
 	// A buffer smaller than the messages published during the outage: the
@@ -137,7 +143,7 @@ func TestOutageKeepsTheSubscription(t *testing.T) {
 	w.outage.trip(ctx, errors.New("test: the database is down"))
 	const n = 20
 	publish(n)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for i := info(); i.NumPending != 0 || i.NumAckPending != n; i = info() {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d pending, %d ack pending: the paused worker does not hold what was published during the outage", i.NumPending, i.NumAckPending)
