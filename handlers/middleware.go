@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // reqInfo is what the middleware chain learns about one request, shared by
@@ -82,11 +83,17 @@ func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP f
 		w.Header().Set("X-Request-Id", id)
 		rec := &recorder{ResponseWriter: w}
 		info := &reqInfo{id: id, route: routeOf(r), clientIP: clientIP(r), rec: rec}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
+		// The request's span (none while tracing is off): the handlers'
+		// spans (a publish) are its children, and the access-log line
+		// carries its trace id.
+		ctx, span := tracing.StartServer(r.Context(), r.Header, r.Method, info.route, r.URL.Path)
+		ctx = context.WithValue(ctx, ctxKey{}, info)
+		next.ServeHTTP(rec, r.WithContext(ctx))
 
 		status := rec.statusCode()
-		level, sampled := accessLevel(r.Context(), log, status, &sample, start)
-		if !log.Enabled(r.Context(), level) {
+		tracing.EndServer(span, status, info.err)
+		level, sampled := accessLevel(ctx, log, status, &sample, start)
+		if !log.Enabled(ctx, level) {
 			return
 		}
 		attrs := make([]slog.Attr, 0, 11)
@@ -109,7 +116,7 @@ func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP f
 		if status >= 500 && info.err != nil {
 			attrs = append(attrs, slog.String("error", info.err.Error()))
 		}
-		log.LogAttrs(r.Context(), level, "http request", attrs...)
+		log.LogAttrs(ctx, level, "http request", attrs...)
 	})
 }
 

@@ -91,12 +91,18 @@ func StartServer(ctx context.Context, hdr map[string][]string, method, route, pa
 }
 
 // EndServer ends a request's span with its answer's status: only a 5xx is
-// the server's failure (a 4xx is the client's), as the HTTP conventions say.
-func EndServer(span trace.Span, status int) {
+// the server's failure (a 4xx is the client's), as the HTTP conventions
+// say; cause, when known, is the 5xx's error.
+func EndServer(span trace.Span, status int, cause error) {
 	if span.IsRecording() {
 		span.SetAttributes(semconv.HTTPResponseStatusCode(status))
 		if status >= 500 {
-			span.SetStatus(codes.Error, strconv.Itoa(status))
+			desc := strconv.Itoa(status)
+			if cause != nil {
+				span.RecordError(cause)
+				desc = cause.Error()
+			}
+			span.SetStatus(codes.Error, desc)
 		}
 	}
 	span.End()

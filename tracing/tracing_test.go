@@ -236,7 +236,7 @@ func TestEndMarksFailuresAndServerErrors(t *testing.T) {
 	tracing.End(bad, errors.New("throttled"))
 	for status, want := range map[int]codes.Code{202: codes.Unset, 429: codes.Unset, 503: codes.Error} {
 		_, s := tracing.StartServer(context.Background(), http.Header{}, "POST", "POST /telemetry/gps", "/telemetry/gps")
-		tracing.EndServer(s, status)
+		tracing.EndServer(s, status, nil)
 		spans := tracingtest.Named(rec, "POST /telemetry/gps")
 		if got := spans[len(spans)-1]; got.Status().Code != want || tracingtest.Attr(got, "http.response.status_code") != strconv.Itoa(status) {
 			t.Errorf("status %d: span status %v, attrs %v", status, got.Status(), got.Attributes())
