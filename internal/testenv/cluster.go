@@ -30,8 +30,9 @@ type NATSCluster struct {
 // clusterName names the test clusters' route mesh.
 const clusterName = "testenv"
 
-// NewNATSCluster starts size clustered servers, waits until JetStream has a
-// meta leader every node follows, and shuts them down in t.Cleanup.
+// NewNATSCluster starts size clustered servers (named n1, n2, …), waits
+// until JetStream has a meta group of all of them and can place a
+// replicated stream, and shuts them down in t.Cleanup.
 func NewNATSCluster(t testing.TB, size int) *NATSCluster {
 	t.Helper()
 	// Each node must be told every route before it starts (JetStream
