@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/google/uuid"
+
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // Audit actions, the values of audit_log.action. The *.stored entries are
@@ -37,10 +39,13 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 	if e.MessageID != uuid.Nil {
 		msgID = &e.MessageID
 	}
+	ctx, span := tracing.StartDB(ctx, "INSERT", "audit_log", 0)
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO audit_log (actor, action, resource, resource_id, message_id, details)
 		VALUES ($1, $2, $3, NULLIF($4, ''), $5, $6::jsonb)
 		ON CONFLICT (message_id, action) WHERE action <> 'photo.viewed' DO NOTHING`,
 		e.Actor, e.Action, e.Resource, e.ResourceID, msgID, e.Details)
-	return translate("storage.Audit", err)
+	err = translate("storage.Audit", err)
+	tracing.End(span, err)
+	return err
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // insertGPSSQL stores a batch, its audit rows and its devices' summaries in
@@ -86,8 +87,13 @@ func (s *Store) InsertGPS(ctx context.Context, batch []models.GPS) ([]models.GPS
 		lats[i], lons[i] = g.Latitude, g.Longitude
 		recorded[i], received[i] = g.RecordedAt, g.ReceivedAt
 	}
-	return insertBatch(ctx, s, "storage.InsertGPS", scanGPS, insertGPSSQL,
+	// The statement is the batch's transaction: its span is the batch's
+	// database time.
+	ctx, span := tracing.StartDB(ctx, "INSERT", "gps", n)
+	items, err := insertBatch(ctx, s, "storage.InsertGPS", scanGPS, insertGPSSQL,
 		ids, actors, devices, lats, lons, recorded, received, ActionGPSStored)
+	tracing.End(span, err)
+	return items, err
 }
 
 // insertBatch runs a batch statement and returns the rows it inserted,

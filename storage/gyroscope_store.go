@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // insertGyroscopeSQL: see insertGPSSQL, whose lock order (message ids, then
@@ -54,6 +55,9 @@ func (s *Store) InsertGyroscope(ctx context.Context, batch []models.Gyroscope) (
 		xs[i], ys[i], zs[i] = g.X, g.Y, g.Z
 		recorded[i], received[i] = g.RecordedAt, g.ReceivedAt
 	}
-	return insertBatch(ctx, s, "storage.InsertGyroscope", scanGyroscope, insertGyroscopeSQL,
+	ctx, span := tracing.StartDB(ctx, "INSERT", "gyroscope", n)
+	items, err := insertBatch(ctx, s, "storage.InsertGyroscope", scanGyroscope, insertGyroscopeSQL,
 		ids, actors, devices, xs, ys, zs, recorded, received, ActionGyroscopeStored)
+	tracing.End(span, err)
+	return items, err
 }

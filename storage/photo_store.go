@@ -10,6 +10,7 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // Photo is a row of the photo table. The image is only ever here sealed:
@@ -64,6 +65,8 @@ FROM inserted`
 // message was stored before (a duplicate delivery).
 func (s *Store) InsertPhoto(ctx context.Context, p Photo) (item models.PhotoItem, inserted bool, err error) {
 	const op = "storage.InsertPhoto"
+	ctx, span := tracing.StartDB(ctx, "INSERT", "photo", 0)
+	defer func() { tracing.End(span, err) }()
 	// The audit details never hold image bytes, digests of them, or secrets.
 	details := map[string]any{
 		"device_id":          p.DeviceID,

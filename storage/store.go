@@ -25,6 +25,7 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // Store holds the connection pool. It is safe for concurrent use.
@@ -176,7 +177,9 @@ func (s *Store) Stored(ctx context.Context, t models.Type, id uuid.UUID) (bool, 
 	if !ok {
 		return false, ierr.Errorf(ierr.Invalid, "storage.Stored", "unknown telemetry type %q", t)
 	}
+	ctx, span := tracing.StartDB(ctx, "SELECT", string(t), 0)
 	var stored bool
-	err := s.pool.QueryRow(ctx, q, messageID(id)).Scan(&stored)
-	return stored, translate("storage.Stored", err)
+	err := translate("storage.Stored", s.pool.QueryRow(ctx, q, messageID(id)).Scan(&stored))
+	tracing.End(span, err)
+	return stored, err
 }

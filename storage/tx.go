@@ -5,6 +5,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // inTx runs fn in a transaction that commits when fn returns nil and rolls
@@ -14,6 +16,8 @@ import (
 // statement (INSERT ... RETURNING feeding the audit INSERT through a
 // data-modifying WITH), which PostgreSQL runs atomically in one round trip.
 func inTx(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) (err error) {
+	ctx, span := tracing.StartDB(ctx, "TRANSACTION", "", 0)
+	defer func() { tracing.End(span, err) }()
 	tx, err := pool.Begin(ctx)
 	if err != nil {
 		return err
