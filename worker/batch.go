@@ -10,6 +10,7 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/models"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // received is a message and when it reached the worker.
@@ -123,23 +124,35 @@ func runBatches[T models.Reading, P models.Message[T]](ctx, work context.Context
 // transaction, and only after the commit announces the readings it inserted
 // and acknowledges every message (stored or duplicate). Invalid messages are
 // dead-lettered on their own.
+//
+// Traced (worker/tracing.go), each message has its processing span, in the
+// trace of the request that sent it, until it is answered; the batch has a
+// span, a child of its first message's that links to every message's, and
+// the INSERT is the batch's child. Lines logged about a message or the
+// batch carry the trace id.
 func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context, w *worker, insert insertBatch[T], batch []received) {
 	typ := models.TypeOf[T]()
 	w.metrics.batchSize.WithLabelValues(string(typ)).Observe(float64(len(batch)))
 	sctx, cancel := settleContext(work)
 	defer cancel()
+	spans := startMsgSpans(ctx, batch)
+	defer spans.end()
 	var (
 		items []T
 		good  []received
+		at    []int // at[j] is good[j]'s index in batch (and spans)
 	)
-	for _, r := range batch {
+	for i, r := range batch {
 		v, err := models.UnmarshalAs[T, P](r.msg.Data(), w.cfg.Limits)
 		if err != nil {
-			w.settle(sctx, typ, r.msg, err)
+			spans.fail(i, err)
+			w.settle(spans.ctx(sctx, i), typ, r.msg, err)
 			continue
 		}
+		spans.decoded(i, P(&v).Envelope())
 		items = append(items, v)
 		good = append(good, r)
+		at = append(at, i)
 	}
 	if len(items) == 0 {
 		return
@@ -148,12 +161,14 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 	for i, r := range good {
 		msgs[i] = r.msg
 	}
+	bctx, bspan := tracing.StartBatch(spans.ctx(ctx, at[0]), typ.Subject(), spans.links(at))
 	var inserted []stored
 	err := w.attempt(ctx, work, typ, msgs, func(actx context.Context) error {
 		var err error
-		inserted, err = insert(actx, items)
+		inserted, err = insert(tracing.ContextWith(actx, bspan), items)
 		return err
 	})
+	defer func() { tracing.End(bspan, err) }()
 	if err != nil {
 		if ierr.Is(err, ierr.Invalid) && len(items) > 1 {
 			// The schema refused a row that validation let through: write the
@@ -164,11 +179,12 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 			return
 		}
 		var delay time.Duration
-		for _, r := range good {
-			delay = max(delay, w.settle(sctx, typ, r.msg, err))
+		for j, r := range good {
+			spans.fail(at[j], err)
+			delay = max(delay, w.settle(spans.ctx(sctx, at[j]), typ, r.msg, err))
 		}
 		if delay > 0 {
-			w.log.Warn("batch not stored; will be retried", "type", typ, "messages", len(good), "retry_in_max", delay, "err", err)
+			w.log.WarnContext(bctx, "batch not stored; will be retried", "type", typ, "messages", len(good), "retry_in_max", delay, "err", err)
 		}
 		return
 	}
@@ -184,20 +200,22 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 		id := P(&items[i]).Envelope().MessageID
 		if isNew[id] {
 			stored++
+			spans.outcome(at[i], outcomeStored)
 			delete(isNew, id) // the same message twice in a batch: the second is a duplicate
 		} else {
 			dup++
+			spans.outcome(at[i], outcomeDuplicate)
 		}
 		// Committed: a lost ack only means a redelivery that the unique
 		// message_id turns into a counted duplicate.
 		if err := r.msg.Ack(); err != nil {
-			w.log.Debug("ack not sent", "type", typ, "err", err)
+			w.log.DebugContext(spans.ctx(sctx, at[i]), "ack not sent", "type", typ, "err", err)
 		}
 	}
 	// One round trip makes sure the server has read every ack (and
 	// announcement) of the batch.
 	if err := w.nc.FlushWithContext(sctx); err != nil {
-		w.log.Warn("acks of a stored batch may be lost; the messages will come back as duplicates", "type", typ, "err", err)
+		w.log.WarnContext(bctx, "acks of a stored batch may be lost; the messages will come back as duplicates", "type", typ, "err", err)
 	}
 	now := time.Now()
 	latency := w.metrics.latency.WithLabelValues(string(typ))
@@ -206,5 +224,5 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 	}
 	w.metrics.count(typ, outcomeStored, stored)
 	w.metrics.count(typ, outcomeDuplicate, dup)
-	w.log.Debug("batch stored", "type", typ, "stored", stored, "duplicates", dup, "took", now.Sub(batch[0].at))
+	w.log.DebugContext(bctx, "batch stored", "type", typ, "stored", stored, "duplicates", dup, "took", now.Sub(batch[0].at))
 }

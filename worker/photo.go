@@ -29,12 +29,18 @@ func (w *worker) runPhotos(ctx, work context.Context) error {
 }
 
 // handlePhoto validates, analyses, seals and stores one photo with its
-// audit row, announces it if it was new, then acknowledges it.
+// audit row, announces it if it was new, then acknowledges it. Traced, the
+// photo's processing span (a child of its publish span) holds its
+// Rekognition calls, its INSERT and its answer, and the lines logged about
+// it carry its trace id.
 func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 	const t = models.TypePhoto
 	start := time.Now()
 	sctx, cancel := settleContext(work)
 	defer cancel()
+	spans := startMsgSpans(ctx, []received{{msg: m, at: start}})
+	defer spans.end()
+	sctx = spans.ctx(sctx, 0)
 	// Its ack timer starts now, when processing does (photoSlot fetched it
 	// just now; this also covers a delivery that sat in the connection), and
 	// attempt restarts it while the analysis runs: a photo is never
@@ -43,14 +49,17 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 	_ = m.InProgress()
 	p, err := models.UnmarshalAs[models.Photo](m.Data(), w.cfg.Limits)
 	if err != nil {
+		spans.fail(0, err)
 		w.settle(sctx, t, m, err)
 		return
 	}
+	spans.decoded(0, p.Envelope())
 	var (
 		item     models.PhotoItem
 		inserted bool
 	)
 	err = w.attempt(ctx, work, t, []jetstream.Msg{m}, func(actx context.Context) error {
+		actx = spans.ctx(actx, 0)
 		// A redelivered photo that was stored is not analysed again: indexing
 		// the same face twice would give the person two face ids.
 		stored, err := w.store.Stored(actx, t, p.MessageID)
@@ -81,8 +90,9 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 		return err
 	})
 	if err != nil {
+		spans.fail(0, err)
 		if delay := w.settle(sctx, t, m, err); delay > 0 {
-			w.log.Warn("photo not stored; will be retried", "message_id", p.MessageID, "retry_in", delay, "err", err)
+			w.log.WarnContext(sctx, "photo not stored; will be retried", "message_id", p.MessageID, "retry_in", delay, "err", err)
 		}
 		return
 	}
@@ -91,13 +101,15 @@ func (w *worker) handlePhoto(ctx, work context.Context, m jetstream.Msg) {
 	}
 	// A photo is costly to process again, so make the ack certain.
 	if err := m.DoubleAck(sctx); err != nil {
-		w.log.Warn("photo stored but its ack was not confirmed; a redelivery will be counted as a duplicate",
+		w.log.WarnContext(sctx, "photo stored but its ack was not confirmed; a redelivery will be counted as a duplicate",
 			"message_id", p.MessageID, "err", err)
 	}
 	w.metrics.latency.WithLabelValues(string(t)).Observe(time.Since(start).Seconds())
 	if inserted {
 		w.metrics.count(t, outcomeStored, 1)
+		spans.outcome(0, outcomeStored)
 	} else {
 		w.metrics.count(t, outcomeDuplicate, 1)
+		spans.outcome(0, outcomeDuplicate)
 	}
 }

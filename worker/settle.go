@@ -109,11 +109,11 @@ func (w *worker) deadLetter(ctx context.Context, t models.Type, msg jetstream.Ms
 		seq = md.Sequence.Stream
 	}
 	if err := w.dlq.DeadLetter(ctx, t, msg, reason); err != nil {
-		w.log.Error("dead-lettering failed; the message will be retried", "type", t, "stream_seq", seq, "err", err)
+		w.log.ErrorContext(ctx, "dead-lettering failed; the message will be retried", "type", t, "stream_seq", seq, "err", err)
 		return false
 	}
 	w.metrics.count(t, outcomeDeadLettered, 1)
-	w.log.Warn("message dead-lettered", "type", t, "stream_seq", seq, "deliveries", delivered, "reason", reason)
+	w.log.WarnContext(ctx, "message dead-lettered", "type", t, "stream_seq", seq, "deliveries", delivered, "reason", reason)
 	w.auditDeadLetter(ctx, t, msg.Data(), reason, seq, delivered)
 	return true
 }
@@ -151,7 +151,7 @@ func (w *worker) auditDeadLetter(ctx context.Context, t models.Type, data []byte
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := w.store.Audit(actx, e); err != nil {
-		w.log.Warn("dead-letter audit row not written", "type", t, "stream_seq", seq, "err", err)
+		w.log.WarnContext(ctx, "dead-letter audit row not written", "type", t, "stream_seq", seq, "err", err)
 	}
 }
 
