@@ -14,6 +14,7 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/internal/openapitest"
 	"github.com/challenge-v3/challenge-v3/internal/testenv"
+	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
 // photoPrefixChars is how much of a photo's base64 the scan looks for: 24
@@ -29,7 +30,8 @@ func (s *stack) logger() *slog.Logger {
 	if os.Getenv("E2E_LOG") != "" {
 		w = io.MultiWriter(s.logs, os.Stderr)
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// With trace ids, as the binaries' loggers (config.Log.Logger).
+	return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
 }
 
 // noSecretsLogged fails the test when anything the stack logged contains a
