@@ -118,3 +118,34 @@ func TestRequestSpans(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkGPSHandlerTracing is BenchmarkGPSHandler (the whole chain and a
+// real publish to embedded NATS) with tracing off, as the API runs without
+// OTEL_EXPORTER_OTLP_ENDPOINT, and on, with the SDK exporting to memory
+// through a batch span processor. Run with -count to alternate the two.
+func BenchmarkGPSHandlerTracing(b *testing.B) {
+	s := newStack(b, nil)
+	body := []byte(gpsBody())
+	run := func(b *testing.B, reset func()) {
+		b.ReportAllocs()
+		n := 0
+		for b.Loop() {
+			r := httptest.NewRequest(http.MethodPost, "/telemetry/gps", strings.NewReader(string(body)))
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("X-API-Key", ingestSecret)
+			w := httptest.NewRecorder()
+			s.h.ServeHTTP(w, r)
+			if w.Code != http.StatusAccepted {
+				b.Fatalf("status %d: %s", w.Code, w.Body)
+			}
+			if n++; n%1024 == 0 && reset != nil {
+				reset()
+			}
+		}
+	}
+	b.Run("off", func(b *testing.B) { run(b, nil) })
+	b.Run("on", func(b *testing.B) {
+		exp := tracingtest.Export(b)
+		run(b, exp.Reset)
+	})
+}

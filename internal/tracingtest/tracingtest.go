@@ -62,3 +62,21 @@ func Attr(s sdktrace.ReadOnlySpan, key string) string {
 	}
 	return ""
 }
+
+// Export installs, until the test or benchmark ends, a provider built as
+// tracing.Setup builds it (every span sampled, a batch span processor) that
+// exports to an in-memory exporter, which it returns: what a benchmark of
+// the instrumented code with tracing on measures. A long benchmark resets
+// the exporter now and then, or it keeps every span.
+func Export(tb testing.TB) *tracetest.InMemoryExporter {
+	tb.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	tb.Cleanup(func() {
+		otel.SetTracerProvider(prev)
+		_ = tp.Shutdown(context.Background())
+	})
+	return exp
+}
