@@ -173,8 +173,11 @@ func alternate(ctx context.Context, env *Env, cs []*contender) error {
 			if err != nil {
 				return fmt.Errorf("bench: %s: %w", c.name, err)
 			}
+			cpu := ""
 			if cpu1, ok := cpuTime(); cpuOK && ok && res.Readings > 0 {
-				c.cpu = append(c.cpu, float64((cpu1-cpu0).Microseconds())/float64(res.Readings))
+				perReading := float64((cpu1 - cpu0).Microseconds()) / float64(res.Readings)
+				c.cpu = append(c.cpu, perReading)
+				cpu = fmt.Sprintf(", %.1f µs CPU/%s", perReading, perUnit(c))
 			}
 			if err := allAnswered(res, c.name); err != nil {
 				return err
@@ -190,7 +193,7 @@ func alternate(ctx context.Context, env *Env, cs []*contender) error {
 			}
 			rate := res.ReadingsPerSecond()
 			c.rounds = append(c.rounds, rate)
-			env.Logf("round %d/%d %-22s %s %s, %s", round+1, env.Rounds, c.name, num(rate), unitOf(c), cpuNote(c))
+			env.Logf("round %d/%d %-22s %s %s%s", round+1, env.Rounds, c.name, num(rate), unitOf(c), cpu)
 		}
 	}
 	return nil
@@ -229,7 +232,15 @@ func cpuNote(c *contender) string {
 	if len(c.cpu) == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%.1f µs CPU/%s", Median(c.cpu), strings.TrimSuffix(unitOf(c), "/s"))
+	return fmt.Sprintf("%.1f µs CPU/%s (median)", Median(c.cpu), perUnit(c))
+}
+
+// perUnit is what one CPU figure is per: "req" or "reading".
+func perUnit(c *contender) string {
+	if c.readings > 1 {
+		return "reading"
+	}
+	return "req"
 }
 
 // newClient is what loadgen's default client is (keep-alive connections
