@@ -7,8 +7,8 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/challenge-v3/challenge-v3/internal/tracingtest"
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/internal/tracingtest"
 	"github.com/challenge-v3/challenge-v3/models"
 	"github.com/challenge-v3/challenge-v3/storage"
 	"github.com/challenge-v3/challenge-v3/tracing"
