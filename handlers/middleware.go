@@ -70,9 +70,12 @@ func (rw *recorder) statusCode() int {
 
 // requestLog is the outermost middleware: it assigns the request id (a sane
 // incoming X-Request-Id is kept), resolves the route pattern and the client
-// IP once for every inner layer, and writes the access log (accessLevel
-// says which requests get a line).
-func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP func(*http.Request) netip.Addr, next http.Handler) http.Handler {
+// IP once for every inner layer, starts the request's span, and writes the
+// access log (accessLevel says which requests get a line). fromProxy
+// reports whether a request came through a trusted proxy, whose traceparent
+// the span continues; nil trusts none.
+func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP func(*http.Request) netip.Addr,
+	fromProxy func(*http.Request) bool, next http.Handler) http.Handler {
 	var sample sampler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -86,7 +89,8 @@ func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP f
 		// The request's span (none while tracing is off): the handlers'
 		// spans (a publish) are its children, and the access-log line
 		// carries its trace id.
-		ctx, span := tracing.StartServer(r.Context(), r.Header, r.Method, info.route, r.URL.Path)
+		ctx, span := tracing.StartServer(r.Context(), r.Header, r.Method, info.route, r.URL.Path,
+			fromProxy != nil && tracing.On() && fromProxy(r))
 		ctx = context.WithValue(ctx, ctxKey{}, info)
 		next.ServeHTTP(rec, r.WithContext(ctx))
 

@@ -374,7 +374,7 @@ func TestPanicBecomes500(t *testing.T) {
 	h := chain(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }),
 		func(next http.Handler) http.Handler {
 			return requestLog(slog.New(slog.NewJSONHandler(logs, nil)), func(*http.Request) string { return "test" },
-				func(*http.Request) netip.Addr { return netip.MustParseAddr("192.0.2.1") }, next)
+				func(*http.Request) netip.Addr { return netip.MustParseAddr("192.0.2.1") }, nil, next)
 		},
 		m.middleware,
 		recoverPanics,

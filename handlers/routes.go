@@ -96,9 +96,13 @@ func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger
 	ipOf := func(r *http.Request) netip.Addr {
 		return clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
 	}
+	fromProxy := func(r *http.Request) bool {
+		peer, ok := parseHop(r.RemoteAddr)
+		return ok && isTrusted(peer, trusted)
+	}
 	cors := newCORS(cfg.Read.CORSAllowedOrigins)
 	return chain(mux,
-		func(next http.Handler) http.Handler { return requestLog(log, routeOf, ipOf, next) },
+		func(next http.Handler) http.Handler { return requestLog(log, routeOf, ipOf, fromProxy, next) },
 		m.middleware,
 		recoverPanics,
 		cors.headers,

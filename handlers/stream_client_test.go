@@ -60,7 +60,7 @@ func newStreamServer(t testing.TB, o streamOptions) *streamServer {
 	routeOf := func(*http.Request) string { return RouteStream }
 	ipOf := func(*http.Request) netip.Addr { return netip.MustParseAddr("127.0.0.1") }
 	h := chain(mux,
-		func(next http.Handler) http.Handler { return requestLog(log, routeOf, ipOf, next) },
+		func(next http.Handler) http.Handler { return requestLog(log, routeOf, ipOf, nil, next) },
 		m.middleware,
 		recoverPanics,
 		authenticate(testConfig().APIKeys, m),

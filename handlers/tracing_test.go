@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -20,8 +21,9 @@ import (
 )
 
 // tracedServer is the stack's handler built again with the binaries' log
-// handler (tracing.LogHandler), in front of the same NATS.
-func tracedServer(t *testing.T, s *stack) (*httptest.Server, *testenv.LogBuffer) {
+// handler (tracing.LogHandler), in front of the same NATS; trustLoopback
+// makes the test client a trusted proxy.
+func tracedServer(t *testing.T, s *stack, trustLoopback bool) (*httptest.Server, *testenv.LogBuffer) {
 	t.Helper()
 	pub, err := messaging.NewPublisher(context.Background(), s.js, s.cfg.PublishTimeout)
 	if err != nil {
@@ -29,7 +31,11 @@ func tracedServer(t *testing.T, s *stack) (*httptest.Server, *testenv.LogBuffer)
 	}
 	logs := &testenv.LogBuffer{}
 	log := slog.New(tracing.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	h, err := New(s.cfg, Backends{Publisher: pub}, prometheus.NewRegistry(), log)
+	cfg := s.cfg
+	if trustLoopback {
+		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	}
+	h, err := New(cfg, Backends{Publisher: pub}, prometheus.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,12 +47,12 @@ func tracedServer(t *testing.T, s *stack) (*httptest.Server, *testenv.LogBuffer)
 // Every request is a server span named by its route pattern, with its
 // status; the publish of its reading is its child, and the message carries
 // the publish span's context; the access-log line carries the trace id; an
-// incoming traceparent is continued. (Not parallel: it installs the
-// process's tracer provider.)
+// incoming traceparent from a client starts a trace of its own linked to
+// it. (Not parallel: it installs the process's tracer provider.)
 func TestRequestSpans(t *testing.T) {
 	rec := tracingtest.Record(t)
 	s := newStack(t, nil)
-	srv, logs := tracedServer(t, s)
+	srv, logs := tracedServer(t, s, false)
 	post := func(key string, hdr ...string) int {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/telemetry/gps", strings.NewReader(gpsBody()))
 		req.Header.Set("Content-Type", "application/json")
@@ -83,8 +89,9 @@ func TestRequestSpans(t *testing.T) {
 			t.Errorf("publish %d's parent is not its request's span", i)
 		}
 	}
-	if servers[2].SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || servers[2].Parent().SpanID().String() != "00f067aa0ba902b7" {
-		t.Errorf("the incoming traceparent was not continued: %v ← %v", servers[2].SpanContext(), servers[2].Parent())
+	if c := servers[2]; c.SpanContext().TraceID().String() == "4bf92f3577b34da6a3ce929d0e0e4736" || c.Parent().IsValid() ||
+		len(c.Links()) != 1 || c.Links()[0].SpanContext.SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("a client's traceparent: span %v ← %v, links %v; want a new trace linked to it", c.SpanContext(), c.Parent(), c.Links())
 	}
 
 	// The stored message carries its publish span's context.
@@ -148,4 +155,25 @@ func BenchmarkGPSHandlerTracing(b *testing.B) {
 		exp := tracingtest.Export(b)
 		run(b, exp.Reset)
 	})
+}
+
+// A trusted proxy's traceparent (TRUSTED_PROXIES) is continued.
+func TestRequestSpanContinuesProxyTrace(t *testing.T) {
+	rec := tracingtest.Record(t)
+	s := newStack(t, nil)
+	srv, _ := tracedServer(t, s, true)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/telemetry/gps", strings.NewReader(gpsBody()))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-API-Key", ingestSecret)
+	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	spans := tracingtest.Named(rec, RouteGPS)
+	if len(spans) != 1 || spans[0].SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" ||
+		spans[0].Parent().SpanID().String() != "00f067aa0ba902b7" {
+		t.Fatalf("request spans %v", spans)
+	}
 }

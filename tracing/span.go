@@ -75,19 +75,29 @@ func End(span trace.Span, err error) {
 }
 
 // StartServer starts the span of one HTTP request to route (the ServeMux
-// pattern, "POST /telemetry/gps", which is also its name), continuing the
-// trace of a W3C traceparent header when the request has one.
-func StartServer(ctx context.Context, hdr map[string][]string, method, route, path string) (context.Context, trace.Span) {
+// pattern, "POST /telemetry/gps", which is also its name). A W3C
+// traceparent header the request carries is continued when trusted (it
+// came from a proxy in TRUSTED_PROXIES); from anyone else the span starts
+// a trace of its own and links to the incoming one, so a client can neither
+// pick the trace id nor decide that its requests are sampled.
+func StartServer(ctx context.Context, hdr map[string][]string, method, route, path string, trusted bool) (context.Context, trace.Span) {
 	t := tracer()
 	if t == nil {
 		return ctx, offSpan
 	}
-	ctx = propagator.Extract(ctx, Header(hdr))
-	return t.Start(ctx, route, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
 		semconv.HTTPRequestMethodKey.String(method),
 		semconv.HTTPRouteKey.String(route),
 		semconv.URLPathKey.String(path),
-	))
+	)}
+	remote := trace.SpanContextFromContext(propagator.Extract(ctx, Header(hdr)))
+	switch {
+	case remote.IsValid() && trusted:
+		ctx = trace.ContextWithRemoteSpanContext(ctx, remote)
+	case remote.IsValid():
+		opts = append(opts, trace.WithNewRoot(), trace.WithLinks(trace.Link{SpanContext: remote}))
+	}
+	return t.Start(ctx, route, opts...)
 }
 
 // EndServer ends a request's span with its answer's status: only a 5xx is

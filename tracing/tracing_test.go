@@ -235,7 +235,7 @@ func TestEndMarksFailuresAndServerErrors(t *testing.T) {
 	_, bad := tracing.StartRekognition(context.Background(), "SearchFacesByImage")
 	tracing.End(bad, errors.New("throttled"))
 	for status, want := range map[int]codes.Code{202: codes.Unset, 429: codes.Unset, 503: codes.Error} {
-		_, s := tracing.StartServer(context.Background(), http.Header{}, "POST", "POST /telemetry/gps", "/telemetry/gps")
+		_, s := tracing.StartServer(context.Background(), http.Header{}, "POST", "POST /telemetry/gps", "/telemetry/gps", false)
 		tracing.EndServer(s, status, nil)
 		spans := tracingtest.Named(rec, "POST /telemetry/gps")
 		if got := spans[len(spans)-1]; got.Status().Code != want || tracingtest.Attr(got, "http.response.status_code") != strconv.Itoa(status) {
@@ -250,17 +250,25 @@ func TestEndMarksFailuresAndServerErrors(t *testing.T) {
 	}
 }
 
-// An incoming traceparent (a proxy's, a client's) is continued.
-func TestServerContinuesIncomingTrace(t *testing.T) {
+// An incoming traceparent is continued from a trusted proxy; from anyone
+// else the request gets a trace of its own that links to it.
+func TestServerIncomingTrace(t *testing.T) {
 	rec := tracingtest.Record(t)
 	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	h := http.Header{}
 	h.Set("Traceparent", parent) // as net/http stores it
-	_, s := tracing.StartServer(context.Background(), h, "GET", "GET /devices", "/devices")
-	s.End()
-	got := tracingtest.Named(rec, "GET /devices")[0]
-	if got.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || got.Parent().SpanID().String() != "00f067aa0ba902b7" {
-		t.Errorf("span %v parent %v", got.SpanContext(), got.Parent())
+	for _, trusted := range []bool{true, false} {
+		_, s := tracing.StartServer(context.Background(), h, "GET", "GET /devices", "/devices", trusted)
+		s.End()
+	}
+	got := tracingtest.Named(rec, "GET /devices")
+	if proxied := got[0]; proxied.SpanContext().TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" ||
+		proxied.Parent().SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("trusted: span %v parent %v", proxied.SpanContext(), proxied.Parent())
+	}
+	if client := got[1]; client.SpanContext().TraceID().String() == "4bf92f3577b34da6a3ce929d0e0e4736" || client.Parent().IsValid() ||
+		len(client.Links()) != 1 || client.Links()[0].SpanContext.SpanID().String() != "00f067aa0ba902b7" {
+		t.Errorf("untrusted: span %v parent %v links %v", client.SpanContext(), client.Parent(), client.Links())
 	}
 }
 
