@@ -73,6 +73,7 @@ func OpenReader(ctx context.Context, dsn string, statementTimeout time.Duration)
 	if !strings.Contains(dsn, "pool_max_conns") {
 		cfg.MaxConns = readerMaxConns
 	}
+	cfg.ConnConfig.Tracer = queryTracer{}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, translate(op, err)

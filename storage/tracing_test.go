@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"go.opentelemetry.io/otel/codes"
@@ -58,5 +59,35 @@ func TestWriteSpans(t *testing.T) {
 				t.Errorf("%s: parent %s, kind %v", name, s.Parent().SpanID(), s.SpanKind())
 			}
 		}
+	}
+}
+
+// The read pool's queries are client spans, children of the request's,
+// named by their first keyword and carrying their parameterised text.
+func TestReadSpans(t *testing.T) {
+	r, st := newReader(t)
+	g := readFix("dev-a", 1, 10)
+	if _, err := st.InsertGPS(context.Background(), []models.GPS{g}); err != nil {
+		t.Fatal(err)
+	}
+	rec := tracingtest.Record(t)
+	ctx, request := tracing.Start(context.Background(), "GET /telemetry/gps/{id}", trace.SpanKindServer)
+	if _, err := r.GPS(ctx, g.MessageID); err != nil {
+		t.Fatal(err)
+	}
+	request.End()
+	var reads int
+	for _, s := range tracingtest.InTrace(rec, request.SpanContext().TraceID()) {
+		if s.SpanKind() != trace.SpanKindClient {
+			continue
+		}
+		reads++
+		if s.Parent().SpanID() != request.SpanContext().SpanID() || tracingtest.Attr(s, "db.system.name") != "postgresql" ||
+			!strings.Contains(tracingtest.Attr(s, "db.query.text"), "$1") || strings.Contains(tracingtest.Attr(s, "db.query.text"), g.MessageID.String()) {
+			t.Errorf("read span %s: parent %s, attributes %v", s.Name(), s.Parent().SpanID(), s.Attributes())
+		}
+	}
+	if reads == 0 {
+		t.Error("no span for the read query")
 	}
 }
