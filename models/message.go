@@ -44,10 +44,22 @@ func unmarshalNew[T Reading, P Message[T]](data []byte, lim Limits) (any, error)
 }
 
 func unmarshalInto[T Reading, P Message[T]](p P, data []byte, lim Limits) error {
-	if err := strictUnmarshal(data, p); err != nil {
+	if err := decodeMessage(p, data); err != nil {
 		return ierr.E(ierr.Invalid, "models.Unmarshal", err)
 	}
 	return p.Validate(lim)
+}
+
+// decodeMessage fills *p (a zero value) from data: through the scanner when
+// data is in the encoder's layout (message_scan.go), else strictly through
+// encoding/json.
+func decodeMessage[T Reading, P Message[T]](p P, data []byte) error {
+	if p.scanMessage(data) {
+		return nil
+	}
+	var zero T
+	*p = zero // the scanner may have filled some fields
+	return strictUnmarshal(data, p)
 }
 
 // Marshal encodes a message for the queue.

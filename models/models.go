@@ -104,6 +104,9 @@ type Message[T Reading] interface {
 	Envelope() *Meta
 	Validate(Limits) error
 	requestDecoder[T]
+	// scanMessage decodes a queue message in the encoder's own layout;
+	// false: leave it to encoding/json (see message_scan.go).
+	scanMessage(data []byte) bool
 }
 
 // TypeOf is the Type of reading type T.

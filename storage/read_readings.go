@@ -37,13 +37,15 @@ var readingTables = map[models.Type]readingTable{
 }
 
 // itemScanner scans one row of readingTable.columns into an item and its
-// keyset position.
+// keyset position. The message id is scanned as a messageID ([16]byte,
+// PostgreSQL's binary uuid as is): into a uuid.UUID, an sql.Scanner, pgx
+// would format it as text and parse it back, per row.
 type itemScanner[T any] func(row pgx.Row) (T, Position, error)
 
 func scanGyroscope(row pgx.Row) (models.GyroscopeItem, Position, error) {
 	var it models.GyroscopeItem
 	var id int64
-	err := row.Scan(&id, &it.ID, &it.DeviceID, &it.Timestamp, &it.ReceivedAt, &it.StoredAt, &it.X, &it.Y, &it.Z)
+	err := row.Scan(&id, (*messageID)(&it.ID), &it.DeviceID, &it.Timestamp, &it.ReceivedAt, &it.StoredAt, &it.X, &it.Y, &it.Z)
 	inUTC(&it.ItemMeta)
 	return it, Position{At: it.Timestamp, ID: id}, err
 }
@@ -51,7 +53,7 @@ func scanGyroscope(row pgx.Row) (models.GyroscopeItem, Position, error) {
 func scanGPS(row pgx.Row) (models.GPSItem, Position, error) {
 	var it models.GPSItem
 	var id int64
-	err := row.Scan(&id, &it.ID, &it.DeviceID, &it.Timestamp, &it.ReceivedAt, &it.StoredAt, &it.Latitude, &it.Longitude)
+	err := row.Scan(&id, (*messageID)(&it.ID), &it.DeviceID, &it.Timestamp, &it.ReceivedAt, &it.StoredAt, &it.Latitude, &it.Longitude)
 	inUTC(&it.ItemMeta)
 	return it, Position{At: it.Timestamp, ID: id}, err
 }
@@ -60,7 +62,7 @@ func scanPhoto(row pgx.Row) (models.PhotoItem, Position, error) {
 	var it models.PhotoItem
 	var id int64
 	rec := &it.Recognition
-	err := row.Scan(&id, &it.ID, &it.DeviceID, &it.Timestamp, &it.ReceivedAt, &it.StoredAt,
+	err := row.Scan(&id, (*messageID)(&it.ID), &it.DeviceID, &it.Timestamp, &it.ReceivedAt, &it.StoredAt,
 		&it.ContentType, &it.SizeBytes, &rec.Status, &rec.Recognized, &rec.FaceID, &rec.Similarity)
 	inUTC(&it.ItemMeta)
 	it.ImageURL = models.PhotoImageURL(it.ID)
