@@ -140,7 +140,7 @@ func flushBatch[T models.Reading, P models.Message[T]](ctx, work context.Context
 	var (
 		items []T
 		good  []received
-		at    []int // at[j] is good[j]'s index in batch (and spans)
+		at    = make([]int, 0, len(batch)) // at[j] is good[j]'s index in batch (and spans)
 	)
 	for i, r := range batch {
 		v, err := models.UnmarshalAs[T, P](r.msg.Data(), w.cfg.Limits)
