@@ -37,6 +37,13 @@ func init() {
 // apiNote says what "this API" runs with, in the table.
 const apiNote = "api.New: auth, metrics, request ids, access log at info (JSON into io.Discard), rate limit off"
 
+// slicesPerRound is how many alternated slices a round is cut into, and
+// rewarm the warm-up before every slice but a contender's first.
+const (
+	slicesPerRound = 3
+	rewarm         = 250 * time.Millisecond
+)
+
 // contender is one variant under load in a comparison.
 type contender struct {
 	name string
@@ -45,8 +52,8 @@ type contender struct {
 	src  loadgen.Source
 	// readings counts the readings each request carries (1 for a reading).
 	readings int
-	rounds   []float64 // per round: readings/s (requests/s when readings is 1)
-	cpu      []float64 // per round: the process's CPU µs per reading
+	rounds   []float64 // per slice: readings/s (requests/s when readings is 1)
+	cpu      []float64 // per slice: the process's CPU µs per reading
 	client   *http.Client
 }
 
@@ -142,11 +149,21 @@ func startContenders(ctx context.Context, env *Env, src loadgen.Source, readings
 	return cs, nil
 }
 
-// alternate runs Rounds rounds; each round loads every contender in turn,
-// starting one further along the list each round, so no contender always
-// follows the same one. Each load starts on an empty stream.
+// alternate runs Rounds rounds. Each round is cut into slices
+// (slicesPerRound of Round/slicesPerRound, when that leaves a second or
+// more) and every contender takes one in turn per pass, starting one
+// further along the list each pass: the load other processes put on a
+// shared machine drifts over seconds, and short alternated slices spread
+// it over every contender alike. Each slice starts on an empty stream,
+// after a warm-up on the contender's own keep-alive connections (the full
+// Warmup the first time, a short one after that).
 func alternate(ctx context.Context, env *Env, cs []*contender) error {
-	for round := range env.Rounds {
+	slices, slice := slicesPerRound, env.Round/slicesPerRound
+	if slice < time.Second {
+		slices, slice = 1, env.Round
+	}
+	passes := env.Rounds * slices
+	for round := range passes {
 		for k := range cs {
 			c := cs[(round+k)%len(cs)]
 			if c.js != nil {
@@ -162,14 +179,18 @@ func alternate(ctx context.Context, env *Env, cs []*contender) error {
 				env.OnClose(c.client.CloseIdleConnections)
 			}
 			cfg := loadgen.Config{BaseURL: c.v.URL, Client: c.client, Concurrency: env.Connections, Source: c.src}
-			if env.Warmup > 0 {
+			warmup := env.Warmup
+			if len(c.rounds) > 0 {
+				warmup = min(warmup, rewarm)
+			}
+			if warmup > 0 {
 				warm := cfg
-				warm.Duration = env.Warmup
+				warm.Duration = warmup
 				if _, err := loadgen.Run(ctx, warm); err != nil {
 					return fmt.Errorf("bench: %s: %w", c.name, err)
 				}
 			}
-			cfg.Duration = env.Round
+			cfg.Duration = slice
 			cpu0, cpuOK := cpuTime()
 			res, err := loadgen.Run(ctx, cfg)
 			if err != nil {
@@ -195,7 +216,7 @@ func alternate(ctx context.Context, env *Env, cs []*contender) error {
 			}
 			rate := res.ReadingsPerSecond()
 			c.rounds = append(c.rounds, rate)
-			env.Logf("round %d/%d %-22s %s %s%s", round+1, env.Rounds, c.name, num(rate), unitOf(c), cpu)
+			env.Logf("pass %d/%d %-22s %s %s%s", round+1, passes, c.name, num(rate), unitOf(c), cpu)
 		}
 	}
 	return nil
@@ -293,7 +314,7 @@ func newClient(conns int) *http.Client {
 	}
 }
 
-// ratios lists c's per-round ratios to base, the figures a noisy machine
+// ratios lists c's per-slice ratios to base, the figures a noisy machine
 // makes worth seeing next to the ratio of medians.
 func ratios(c, base *contender) string {
 	var parts []string
@@ -302,7 +323,7 @@ func ratios(c, base *contender) string {
 			parts = append(parts, fmt.Sprintf("%.2f", c.rounds[i]/base.rounds[i]))
 		}
 	}
-	return "; per round " + strings.Join(parts, " ")
+	return "; per slice " + strings.Join(parts, " ")
 }
 
 func purge(ctx context.Context, js jetstream.JetStream) error {
