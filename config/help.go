@@ -131,7 +131,7 @@ var vars = []struct {
 	{forBoth, Var{Name: "OTEL_EXPORTER_OTLP_TIMEOUT", Meaning: "milliseconds one export may take, 10000 by default (read by the SDK)", SDK: true}},
 	{forBoth, Var{Name: "OTEL_TRACES_SAMPLER", Meaning: "parentbased_always_on by default; parentbased_traceidratio keeps a share (read by the SDK)", SDK: true}},
 	{forBoth, Var{Name: "OTEL_TRACES_SAMPLER_ARG", Meaning: "the sampler's argument, e.g. 0.1 to keep one trace in ten (read by the SDK)", SDK: true}},
-	{forBoth | forMigrate | forDLQ | forRekey, Var{Name: "LOG_LEVEL", Default: "info", Meaning: "debug, info, warn or error"}},
+	{forBoth | forMigrate | forDLQ | forRekey, Var{Name: "LOG_LEVEL", Default: "info", Meaning: "debug, info, warn or error; at info the API's access log keeps every non-2xx answer and one sampled success a second, debug logs every request"}},
 	{forBoth | forMigrate, Var{Name: "LOG_FORMAT", Default: string(LogJSON), Meaning: "json or text; logs go to stdout, one record per line"}},
 	{forDLQ | forRekey, Var{Name: "LOG_FORMAT", Default: string(LogText), Meaning: "text or json; replays, purges and rekey batches are logged to stderr"}},
 }
