@@ -125,7 +125,7 @@ func appendReading(b []byte, msg message) ([]byte, bool) {
 
 func appendMeta(b []byte, m *models.Meta) ([]byte, bool) {
 	b = append(b, `{"message_id":"`...)
-	b = append(b, m.MessageID.String()...)
+	b = appendUUID(b, m.MessageID)
 	b, ok := appendString(append(b, `","actor":`...), m.Actor, true)
 	b, ok = appendTime(append(b, `,"received_at":`...), m.ReceivedAt, ok)
 	b, ok = appendString(append(b, `,"device_id":`...), m.DeviceID, ok)

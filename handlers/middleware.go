@@ -26,6 +26,10 @@ type reqInfo struct {
 	keyName  string
 	err      error // cause of a 5xx answer, logged once by the access log
 	rec      *recorder
+	// One allocation a request: the recorder rec points to, and the
+	// X-Request-Id header's value slice.
+	recorder recorder
+	idHeader [1]string
 }
 
 type ctxKey struct{}
@@ -83,9 +87,12 @@ func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP f
 		if !validRequestID(id) {
 			id = uuid.Must(uuid.NewV7()).String()
 		}
-		w.Header().Set("X-Request-Id", id)
-		rec := &recorder{ResponseWriter: w}
-		info := &reqInfo{id: id, route: routeOf(r), clientIP: clientIP(r), rec: rec}
+		info := &reqInfo{id: id, route: routeOf(r), clientIP: clientIP(r)}
+		info.idHeader[0] = id
+		w.Header()["X-Request-Id"] = info.idHeader[:] // the canonical key: Set without its allocation
+		info.recorder.ResponseWriter = w
+		rec := &info.recorder
+		info.rec = rec
 		// The request's span (none while tracing is off): the handlers'
 		// spans (a publish) are its children, and the access-log line
 		// carries its trace id.

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -42,6 +43,9 @@ type ingest struct {
 	lim            models.Limits
 	m              *metrics
 	requestTimeout time.Duration
+	// publishBounded: PUBLISH_TIMEOUT ≤ REQUEST_TIMEOUT (config.LoadAPI
+	// insists), so a lone publish needs no request deadline (see accept).
+	publishBounded bool
 	// photoSlots bounds the photo uploads in progress, all and per client:
 	// a photo refused a slot is answered before its body is read.
 	photoSlots *uploadSlots
@@ -147,10 +151,17 @@ func (h *ingest) accept(w http.ResponseWriter, r *http.Request, key string, now 
 		writeError(w, r, err)
 		return
 	}
-	// The deadline starts once the body is in: a slow upload must not eat
-	// the time the publish needs.
-	ctx, cancel := context.WithTimeout(r.Context(), h.requestTimeout)
-	defer cancel()
+	// REQUEST_TIMEOUT bounds the JetStream calls of a request once its
+	// body is in (a slow upload must not eat the time they need). Without
+	// an Idempotency-Key there is one, the publish, which its own timeout
+	// (PUBLISH_TIMEOUT, slot wait included; config keeps it within
+	// REQUEST_TIMEOUT) already bounds: no timer and context per request.
+	ctx := r.Context()
+	if key != "" || !h.publishBounded {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.requestTimeout)
+		defer cancel()
+	}
 
 	id, err := uuid.NewV7()
 	if err != nil {
@@ -248,17 +259,52 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // every reading, written as json.Marshal would without its reflection
 // (TestAcceptedBody).
 func writeAccepted(w http.ResponseWriter, id uuid.UUID) {
-	b := make([]byte, 0, len(`{"id":"","status":"accepted"}`)+36+1)
-	b = append(b, `{"id":"`...)
-	b = append(b, id.String()...)
-	writeBody(w, http.StatusAccepted, append(b, `","status":"accepted"}`...))
+	var b [acceptedLen]byte
+	body := append(b[:0], `{"id":"`...)
+	body = appendUUID(body, id)
+	body = append(body, `","status":"accepted"}`+"\n"...)
+	h := w.Header()
+	h["Content-Type"] = headerJSON
+	h["Cache-Control"] = headerNoStore
+	h["Content-Length"] = headerAcceptedLen
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(body)
+}
+
+// acceptedLen is the length of every 202 body, final newline included.
+const acceptedLen = len(`{"id":"","status":"accepted"}`) + 36 + 1
+
+// Response header values set on every answer, built once: assigning a
+// shared slice under a canonical key is Header.Set without its allocation.
+// Nothing appends to or edits a response header's slice in place (Add
+// would copy a full one), and net/http copies the header before writing.
+var (
+	headerJSON        = []string{"application/json"}
+	headerNoStore     = []string{"no-store"}
+	headerAcceptedLen = []string{strconv.Itoa(acceptedLen)}
+)
+
+// appendUUID appends id in its canonical text form, as id.String() gives
+// it, without allocating a string.
+func appendUUID(b []byte, id uuid.UUID) []byte {
+	var s [36]byte
+	hex.Encode(s[0:8], id[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], id[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], id[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], id[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], id[10:])
+	return append(b, s[:]...)
 }
 
 // writeBody sends a JSON body and a final newline.
 func writeBody(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = headerJSON
+	h["Cache-Control"] = headerNoStore
 	h.Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n'))

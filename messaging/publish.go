@@ -84,6 +84,9 @@ type Publisher struct {
 	js      jetstream.JetStream // async publishing: bounded pending, acks time out
 	kv      jetstream.KeyValue
 	timeout time.Duration
+	// opts are a publish's options when its context leaves it the whole
+	// timeout (the usual case): built once, not per message.
+	opts []jetstream.PublishOpt
 }
 
 // noRetry makes a publish one attempt: retrying here would hide an outage
@@ -107,12 +110,15 @@ func NewPublisher(ctx context.Context, js jetstream.JetStream, timeout time.Dura
 	if err != nil {
 		return nil, ierr.E(ierr.Internal, op, err)
 	}
-	return &Publisher{js: ajs, kv: kv, timeout: timeout}, nil
+	return &Publisher{js: ajs, kv: kv, timeout: timeout,
+		opts: []jetstream.PublishOpt{noRetry, jetstream.WithStallWait(timeout)}}, nil
 }
 
 // Publish stores data on subject and returns only once the stream has
 // acknowledged it, or an Unavailable error (NATS down, stream full, no ack
-// within the timeout or before ctx ends).
+// within the timeout or before ctx ends). The timeout bounds the whole call,
+// the wait for a free pending slot included, so a caller needs no deadline
+// of its own to be answered within it.
 //
 // msgID, when not empty, is sent as Nats-Msg-Id: JetStream then drops a
 // second message with the same id within the duplicate window. Only
@@ -147,12 +153,22 @@ func (p *Publisher) PublishAll(ctx context.Context, msgs []Outgoing) (errs []err
 }
 
 // pendingAck is a publish sent (paf, under its span until wait ends it)
-// or already failed (err).
+// or already failed (err). deadline, when set, is when the publish's
+// timeout runs out: the ack's own timer started only once the message had
+// a pending slot, so a publish that waited for one must not wait for its
+// ack the whole timeout again.
 type pendingAck struct {
-	paf  jetstream.PubAckFuture
-	span trace.Span
-	err  error
+	paf      jetstream.PubAckFuture
+	span     trace.Span
+	err      error
+	deadline time.Time
 }
+
+// slotWaitSlack is how long a send may take before its ack wait gets a
+// deadline of its own (a timer, see pendingAck): a send that found a free
+// slot returns in microseconds, and its ack timer alone keeps the publish
+// within the timeout plus this.
+const slotWaitSlack = time.Millisecond
 
 // start sends one message without waiting for its ack. When the pending
 // bound is reached it waits for a slot, within the publish timeout and ctx.
@@ -166,9 +182,12 @@ func (p *Publisher) start(ctx context.Context, subject, msgID string, data []byt
 		tracing.End(span, err)
 		return pendingAck{err: err}
 	}
-	stall := p.timeout
+	begun := time.Now()
+	stall, opts := p.timeout, p.opts
 	if d, ok := ctx.Deadline(); ok {
-		stall = min(stall, time.Until(d))
+		if left := d.Sub(begun); left < stall {
+			stall, opts = left, []jetstream.PublishOpt{noRetry, jetstream.WithStallWait(left)}
+		}
 	}
 	if err := ctx.Err(); err != nil || stall <= 0 {
 		return failed(cmp.Or(err, context.DeadlineExceeded))
@@ -178,11 +197,15 @@ func (p *Publisher) start(ctx context.Context, subject, msgID string, data []byt
 		m.Header = nats.Header{jetstream.MsgIDHeader: []string{msgID}}
 	}
 	m.Header = tracing.Inject(ctx, m.Header)
-	paf, err := p.js.PublishMsgAsync(m, noRetry, jetstream.WithStallWait(stall))
+	paf, err := p.js.PublishMsgAsync(m, opts...)
 	if err != nil {
 		return failed(err)
 	}
-	return pendingAck{paf: paf, span: span}
+	a := pendingAck{paf: paf, span: span}
+	if time.Since(begun) > slotWaitSlack {
+		a.deadline = begun.Add(p.timeout)
+	}
+	return a
 }
 
 // wait returns once the message is acknowledged (nil) or has failed: an
@@ -200,6 +223,12 @@ func (a pendingAck) wait(ctx context.Context) error {
 
 func (a pendingAck) acked(ctx context.Context) error {
 	const op = "messaging.Publish"
+	var late <-chan time.Time // nil: the ack's own timer bounds the wait
+	if !a.deadline.IsZero() {
+		t := time.NewTimer(time.Until(a.deadline))
+		defer t.Stop()
+		late = t.C
+	}
 	select {
 	case ack := <-a.paf.Ok():
 		// The stream is checked here rather than with an
@@ -214,6 +243,8 @@ func (a pendingAck) acked(ctx context.Context) error {
 		return ierr.E(ierr.Unavailable, op, err)
 	case <-ctx.Done():
 		return ierr.E(ierr.Unavailable, op, ctx.Err())
+	case <-late:
+		return ierr.E(ierr.Unavailable, op, jetstream.ErrAsyncPublishTimeout)
 	}
 }
 

@@ -114,3 +114,63 @@ func TestPublishFailures(t *testing.T) {
 		}
 	}
 }
+
+// The publish timeout bounds a whole publish, the wait for a pending slot
+// included: the ack's own timer starts only once the message has a slot,
+// so without that a publish that first waited for one (a JetStream that
+// does not answer) took up to twice the timeout. A caller with no deadline
+// of its own (the API's requests without an Idempotency-Key) relies on it.
+func TestPublishTimeoutBoundsTheSlotWaitAndTheAck(t *testing.T) {
+	_, nc, js := setup(t, messaging.DefaultTopology())
+	// A subscriber that never answers: no "no responders", no ack.
+	sub, err := nc.SubscribeSync("silent.gps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		t.Fatal(err)
+	}
+	const timeout = time.Second
+	ctx := context.Background()
+	p, err := messaging.NewPublisher(ctx, js, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every pending slot taken by a publish whose ack never comes.
+	fill := make([]messaging.Outgoing, messaging.MaxPendingPublishes)
+	for i := range fill {
+		fill[i] = messaging.Outgoing{Subject: "silent.gps", Data: []byte(`{}`)}
+	}
+	filled := make(chan []error, 1)
+	go func() { filled <- p.PublishAll(ctx, fill) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if n, _, _ := sub.Pending(); n == len(fill) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the filling publishes did not all arrive")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	begin := time.Now()
+	err = p.Publish(ctx, "silent.gps", "", []byte(`{}`))
+	took := time.Since(begin)
+	if !ierr.Is(err, ierr.Unavailable) {
+		t.Fatalf("err = %v, want Unavailable", err)
+	}
+	// It waits for a slot until the first acks time out (about the
+	// timeout after they were sent), then for its own ack only what is
+	// left of its timeout: about one timeout in all, where the two waits
+	// one after the other take about two.
+	if took > timeout*8/5 {
+		t.Errorf("publish failed after %s, want within about the timeout %s", took, timeout)
+	}
+	for i, err := range <-filled {
+		if !ierr.Is(err, ierr.Unavailable) {
+			t.Fatalf("filling publish %d: err = %v, want Unavailable", i, err)
+		}
+	}
+}
