@@ -159,6 +159,58 @@ func (l *clusterLoad) refusals(t *testing.T, from, to time.Time) (refused int, l
 	return refused, last, slowest
 }
 
+// clusterUnderTest is a 3-node NATS cluster whose nodes a fault scenario
+// stops: embedded servers (a clean stop) or processes (SIGKILL).
+type clusterUnderTest interface {
+	url() string
+	// streamLeader and consumerLeader wait, until ctx ends, for a running
+	// node that leads TELEMETRY or the consumer, and return its index.
+	streamLeader(ctx context.Context) (int, error)
+	consumerLeader(ctx context.Context, consumer string) (int, error)
+	stop(i int)
+	// restart starts node i again and waits until it is current.
+	restart(i int)
+}
+
+// embeddedCluster is testenv.NATSCluster as a clusterUnderTest: stop is
+// the server's Shutdown, which hands its leaderships over first.
+type embeddedCluster struct {
+	t *testing.T
+	c *testenv.NATSCluster
+}
+
+func (e embeddedCluster) url() string { return e.c.URL }
+func (e embeddedCluster) streamLeader(ctx context.Context) (int, error) {
+	return e.c.StreamLeader(ctx, messaging.StreamName)
+}
+func (e embeddedCluster) consumerLeader(ctx context.Context, consumer string) (int, error) {
+	for {
+		if i := e.c.ConsumerLeaders(messaging.StreamName, consumer)[0]; i >= 0 {
+			return i, nil
+		}
+		select {
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+func (e embeddedCluster) stop(i int)    { e.c.Nodes[i].Stop() }
+func (e embeddedCluster) restart(i int) { e.c.Restart(e.t, i, messaging.StreamName) }
+
+// procCluster is natsProcCluster as a clusterUnderTest: stop is SIGKILL.
+type procCluster struct{ c *natsProcCluster }
+
+func (p procCluster) url() string { return p.c.urlList }
+func (p procCluster) streamLeader(ctx context.Context) (int, error) {
+	return p.c.clusterLeader(ctx, "")
+}
+func (p procCluster) consumerLeader(ctx context.Context, consumer string) (int, error) {
+	return p.c.clusterLeader(ctx, consumer)
+}
+func (p procCluster) stop(i int)    { p.c.kill(i) }
+func (p procCluster) restart(i int) { p.c.restart(i) }
+
 // A 3-node NATS cluster with R3 streams (NATS_REPLICAS=3) loses the node
 // that leads TELEMETRY under load; later, with that node back, the node that
 // leads the GPS consumer. Publishes are refused with 503 and Retry-After
@@ -168,14 +220,35 @@ func (l *clusterLoad) refusals(t *testing.T, from, to time.Time) (refused int, l
 // stored once with its audit row, none dead-lettered. The phones retry a
 // 503 with the same Idempotency-Key, so a reading JetStream stored although
 // its answer was a 503 (the ack lost in the election) is not stored a
-// second time.
+// second time. Here the nodes are embedded servers stopped cleanly (they
+// hand their leaderships over); TestNATSClusterLeaderKilled kills
+// processes.
 func TestNATSClusterLosesTheStreamLeader(t *testing.T) {
-	c := testenv.NewNATSCluster(t, 3)
-	s := newStack(t, map[string]string{"NATS_URL": c.URL, "NATS_REPLICAS": "3"})
-	_, s.js = testenv.JetStream(t, c.URL) // the stack's own single server stays unused
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := s.js.Stream(ctx, messaging.StreamName)
+	clusterFaults(t, embeddedCluster{t: t, c: testenv.NewNATSCluster(t, 3)}, "stopped")
+}
+
+// The same with nats-server processes (the module's 2.10, as deployed)
+// killed with SIGKILL: the followers elect a leader only once they miss
+// the dead one's heartbeats.
+func TestNATSClusterLeaderKilled(t *testing.T) {
+	clusterFaults(t, procCluster{newNATSProcCluster(t, 3)}, "killed")
+}
+
+// clusterFaults runs the scenario of the tests above on c; how says what
+// stop does to a node.
+func clusterFaults(t *testing.T, c clusterUnderTest, how string) {
+	// A 10 s AckWait: an ack sent to a node that died is lost, and its
+	// message comes back (a redelivery, a duplicate) after AckWait.
+	s := newStack(t, map[string]string{"NATS_URL": c.url(), "NATS_REPLICAS": "3",
+		"CONSUMER_ACK_WAIT": "10s", "RECOGNITION_TIMEOUT": "4s"})
+	_, s.js = testenv.JetStream(t, c.url()) // the stack's own single server stays unused
+	// within bounds each wait for the cluster.
+	within := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	st, err := s.js.Stream(within(), messaging.StreamName)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,16 +256,13 @@ func TestNATSClusterLosesTheStreamLeader(t *testing.T) {
 		t.Fatalf("TELEMETRY has %d replicas, want 3", r)
 	}
 	s.startWorker()
-	var consumers []string
-	for _, typ := range models.Types {
-		consumers = append(consumers, messaging.ConsumerName(typ))
-	}
 	// led names the consumers node i leads.
 	led := func(i int) []string {
 		var out []string
-		for j, l := range c.ConsumerLeaders(messaging.StreamName, consumers...) {
-			if l == i {
-				out = append(out, consumers[j])
+		for _, typ := range models.Types {
+			name := messaging.ConsumerName(typ)
+			if l, err := c.consumerLeader(within(), name); err == nil && l == i {
+				out = append(out, name)
 			}
 		}
 		return out
@@ -206,15 +276,15 @@ func TestNATSClusterLosesTheStreamLeader(t *testing.T) {
 	})
 
 	// First fault: the TELEMETRY leader.
-	leader, err := c.StreamLeader(ctx, messaging.StreamName)
+	leader, err := c.streamLeader(within())
 	if err != nil {
 		t.Fatal(err)
 	}
 	alsoLed := led(leader)
 	first := time.Now()
 	before := a.len()
-	c.Nodes[leader].Stop()
-	next, err := c.StreamLeader(ctx, messaging.StreamName)
+	c.stop(leader)
+	next, err := c.streamLeader(within())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,27 +296,47 @@ func TestNATSClusterLosesTheStreamLeader(t *testing.T) {
 
 	// Second fault: the stopped node comes back and catches up, then the
 	// node that leads the GPS consumer, the worker's busiest pull, stops.
-	c.Restart(t, leader, messaging.StreamName)
-	gpsLeader := c.ConsumerLeaders(messaging.StreamName, messaging.ConsumerName(models.TypeGPS))[0]
-	if gpsLeader < 0 {
-		t.Fatal("no node leads the GPS consumer")
+	c.restart(leader)
+	gpsLeader, err := c.consumerLeader(within(), messaging.ConsumerName(models.TypeGPS))
+	if err != nil {
+		t.Fatal(err)
 	}
 	alsoLed2 := led(gpsLeader)
 	second := time.Now()
 	before = a.len()
-	c.Nodes[gpsLeader].Stop()
+	c.stop(gpsLeader)
 	s.eventually("readings accepted after the second fault", func() (bool, string) {
 		return a.len() >= before+200, fmt.Sprint(a.len()-before, " accepted since the second fault")
 	})
 	load.stop()
 	stopped := time.Now()
+	// Settled: every consumer has a running leader to answer for it, and
+	// nothing left to deliver or to be acknowledged (a lost ack: AckWait).
+	for _, typ := range models.Types {
+		if _, err := c.consumerLeader(within(), messaging.ConsumerName(typ)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(40 * time.Second); ; {
+		waiting := 0
+		for _, info := range s.consumerInfos() {
+			waiting += int(info.NumPending) + info.NumAckPending
+		}
+		if waiting == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages still undelivered or unacknowledged 40 s after the load", waiting)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	refused1, last1, slowest1 := load.refusals(t, first, second)
 	refused2, last2, slowest2 := load.refusals(t, second, stopped)
 	r := s.storedExactlyOnce(&a, stopped)
-	t.Logf("fault 1: TELEMETRY leader n%d stopped, leading consumers %v too; n%d elected after %s; %d answers 503 + Retry-After, the last at +%s; slowest answer %s; worker subscribed again %d times",
-		leader+1, alsoLed, next+1, elected.Round(time.Millisecond), refused1, last1.Round(time.Millisecond), slowest1.Round(time.Millisecond), resub1)
-	t.Logf("fault 2: n%d back and current, then the GPS consumer's leader n%d stopped, leading %v; %d answers 503 + Retry-After, the last at +%s; slowest answer %s; worker subscribed again %d times",
-		leader+1, gpsLeader+1, alsoLed2, refused2, last2.Round(time.Millisecond), slowest2.Round(time.Millisecond), resubscribed()-resub1)
-	r.log(t, "3-node cluster, R3, two nodes stopped in turn under load (recovered: everything stored, counted from the end of the load)")
+	t.Logf("fault 1: TELEMETRY leader n%d %s, leading consumers %v too; n%d elected after %s; %d answers 503 + Retry-After, the last at +%s; slowest answer %s; worker subscribed again %d times",
+		leader+1, how, alsoLed, next+1, elected.Round(time.Millisecond), refused1, last1.Round(time.Millisecond), slowest1.Round(time.Millisecond), resub1)
+	t.Logf("fault 2: n%d back and current, then the GPS consumer's leader n%d %s, leading %v; %d answers 503 + Retry-After, the last at +%s; slowest answer %s; worker subscribed again %d times",
+		leader+1, gpsLeader+1, how, alsoLed2, refused2, last2.Round(time.Millisecond), slowest2.Round(time.Millisecond), resubscribed()-resub1)
+	r.log(t, "3-node cluster, R3, two nodes "+how+" in turn under load (recovered: everything stored, counted from the end of the load)")
 }

@@ -163,9 +163,7 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	}
 	admin := metrics.NewServer(reg, w.ready, log)
 
-	exhausted, err := w.dlq.WatchExhausted(ctx, w.stored, w.onExhausted, func(err error) {
-		log.Error("dead-lettering a message whose deliveries ran out failed; it is retried", "err", err)
-	})
+	exhausted, err := w.watchExhausted(ctx)
 	if err != nil {
 		ln.Close()
 		return err
@@ -212,6 +210,29 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 		log.Warn("final flush to NATS failed; unacknowledged messages will be redelivered", "err", ferr)
 	}
 	return err
+}
+
+// watchExhausted starts the watch that dead-letters messages whose
+// deliveries ran out, trying again for up to NATSConnectWait while NATS
+// does not answer: in a cluster, a consumer EnsureTopology has just created
+// has no leader for a few seconds, and its info request goes unanswered
+// (seen in e2e TestNATSClusterLeaderKilled: the worker exited at start-up).
+func (w *worker) watchExhausted(ctx context.Context) (jetstream.ConsumeContext, error) {
+	deadline := time.Now().Add(w.cfg.NATSConnectWait)
+	for {
+		cc, err := w.dlq.WatchExhausted(ctx, w.stored, w.onExhausted, func(err error) {
+			w.log.Error("dead-lettering a message whose deliveries ran out failed; it is retried", "err", err)
+		})
+		if err == nil || !ierr.Is(err, ierr.Unavailable) || time.Now().After(deadline) {
+			return cc, err
+		}
+		w.log.Warn("watch of exhausted deliveries not started; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Migrate applies the database migrations and returns (`worker migrate`).
