@@ -84,6 +84,9 @@ func mediaType(r *http.Request) (string, map[string]string, error) {
 
 // requireJSON refuses any body that is not application/json.
 func requireJSON(w http.ResponseWriter, r *http.Request) error {
+	if strings.EqualFold(r.Header.Get("Content-Type"), "application/json") {
+		return nil // what mediaType finds in the usual header, without parsing it
+	}
 	mt, _, err := mediaType(r)
 	if err == nil && mt != "application/json" {
 		err = fieldProblem(ierr.Unsupported, "", "Content-Type must be application/json.")
@@ -98,8 +101,14 @@ func requireJSON(w http.ResponseWriter, r *http.Request) error {
 // with http.MaxBytesReader and handed to a strict models decoder (unknown
 // fields, duplicate keys and trailing data are refused there).
 func decodeJSON[T any](w http.ResponseWriter, r *http.Request, pc pace, limit int64, decode func(io.Reader) (T, error)) (T, error) {
-	paced := pc.body(w, r)
-	body := &bodyReader{r: http.MaxBytesReader(w, paced, limit), size: min(max(r.ContentLength, 0), limit)}
+	// The paced body and its reader in one allocation.
+	both := &struct {
+		paced pacedBody
+		body  bodyReader
+	}{}
+	paced, body := &both.paced, &both.body
+	pc.start(paced, w, r)
+	*body = bodyReader{r: http.MaxBytesReader(w, paced, limit), size: min(max(r.ContentLength, 0), limit)}
 	v, err := decode(body)
 	paced.done()
 	if body.err != nil {

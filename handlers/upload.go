@@ -112,9 +112,15 @@ type pace struct {
 // not read to its end gets the server's own deadline back, for net/http to
 // read the rest after the answer and keep the connection.
 func (pc pace) body(w http.ResponseWriter, r *http.Request) *pacedBody {
-	b := &pacedBody{ReadCloser: r.Body, pace: pc, rc: http.NewResponseController(w), start: time.Now()}
-	b.off = pc.minRate <= 0
+	b := &pacedBody{}
+	pc.start(b, w, r)
 	return b
+}
+
+// start makes b r's body paced, as body does, in memory the caller has.
+func (pc pace) start(b *pacedBody, w http.ResponseWriter, r *http.Request) {
+	*b = pacedBody{ReadCloser: r.Body, pace: pc, rc: http.NewResponseController(w), start: time.Now()}
+	b.off = pc.minRate <= 0
 }
 
 type pacedBody struct {

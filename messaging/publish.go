@@ -94,6 +94,14 @@ type Publisher struct {
 // Idempotency-Key instead.
 var noRetry = jetstream.WithRetryAttempts(0)
 
+// noHeaders is the header of a message that has none. nats.go gives such
+// a message an empty map of its own whenever a publish has options, and
+// writes to it only for options that set headers (message id, expected
+// stream or sequence, TTL), which Publisher never passes: one shared empty
+// map, never written, spares that allocation per message. Header bytes are
+// sent only for a non-empty header, so the wire is the same.
+var noHeaders = nats.Header{}
+
 // NewPublisher returns a publisher on js's connection whose every publish
 // gives up after timeout. EnsureTopology must have run.
 func NewPublisher(ctx context.Context, js jetstream.JetStream, timeout time.Duration) (*Publisher, error) {
@@ -197,6 +205,9 @@ func (p *Publisher) start(ctx context.Context, subject, msgID string, data []byt
 		m.Header = nats.Header{jetstream.MsgIDHeader: []string{msgID}}
 	}
 	m.Header = tracing.Inject(ctx, m.Header)
+	if m.Header == nil {
+		m.Header = noHeaders
+	}
 	paf, err := p.js.PublishMsgAsync(m, opts...)
 	if err != nil {
 		return failed(err)
