@@ -21,47 +21,14 @@ import (
 	"github.com/challenge-v3/challenge-v3/messaging"
 )
 
-// natsServerMain is nats-server's own main (same flags, same configuration
-// file), built from the module's nats-server requirement. nats-server's
-// main package cannot be built here as is: it imports
-// go.uber.org/automaxprocs, which is not in go.sum (the tests run offline).
-const natsServerMain = `package main
-
-import (
-	"flag"
-	"os"
-
-	"github.com/nats-io/nats-server/v2/server"
-)
-
-func main() {
-	fs := flag.NewFlagSet("nats-server", flag.ExitOnError)
-	opts, err := server.ConfigureOptions(fs, os.Args[1:], server.PrintServerAndExit, fs.Usage, server.PrintTLSHelpAndDie)
-	if err != nil {
-		server.PrintAndDie(err.Error())
-	}
-	s, err := server.NewServer(opts)
-	if err != nil {
-		server.PrintAndDie(err.Error())
-	}
-	s.ConfigureLogger()
-	if err := server.Run(s); err != nil {
-		server.PrintAndDie(err.Error())
-	}
-	s.WaitForShutdown()
-}
-`
-
-// buildNATSServer builds natsServerMain into a temporary directory.
+// buildNATSServer builds internal/cmd/nats-server (nats-server's own main,
+// same flags and configuration file, from the module's nats-server
+// requirement; see its doc for why not nats-server's main package) into a
+// temporary directory.
 func buildNATSServer(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	src := filepath.Join(dir, "main.go")
-	if err := os.WriteFile(src, []byte(natsServerMain), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "nats-server")
-	cmd := exec.Command("go", "build", "-o", bin, src) // from the module: its nats-server version
+	bin := filepath.Join(t.TempDir(), "nats-server")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/challenge-v3/challenge-v3/internal/cmd/nats-server")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build nats-server: %v\n%s", err, out)

@@ -18,7 +18,7 @@ type binaries struct {
 }
 
 // buildBinaries builds cmd/api, cmd/worker and a nats-server into dir. The
-// NATS server is ./internal/bench/natsserver, nats-server's main built from
+// NATS server is ./internal/cmd/nats-server, nats-server's main built from
 // the module's own nats-server requirement (the version the tests embed and
 // go.sum pins), so it needs no download beyond what building the bench
 // needed.
@@ -37,7 +37,7 @@ func buildBinaries(ctx context.Context, dir string) (binaries, error) {
 	if err := goBuild(ctx, root, dir+string(filepath.Separator), "./cmd/api", "./cmd/worker"); err != nil {
 		return binaries{}, err
 	}
-	if err := goBuild(ctx, root, b.natsServer, "./internal/bench/natsserver"); err != nil {
+	if err := goBuild(ctx, root, b.natsServer, "./internal/cmd/nats-server"); err != nil {
 		return binaries{}, err
 	}
 	return b, nil

@@ -1,7 +1,7 @@
-// Command natsserver is nats-server's own main (v2.10, server.ConfigureOptions
+// Command nats-server is nats-server's own main (v2.10, server.ConfigureOptions
 // and server.Run, so the same flags and configuration file) built from the
-// module's nats-server requirement, for the memory section of `make bench`,
-// which needs the server as a process of its own to read its RSS.
+// module's nats-server requirement, for the memory section of `make bench` and the e2e cluster test that SIGKILLs nodes,
+// which need the server as a process of its own.
 //
 // It exists because nats-server's main package imports
 // go.uber.org/automaxprocs, which is not in this module's go.sum: building
