@@ -86,9 +86,9 @@ func New(ctx context.Context, cfg config.API, log *slog.Logger) (_ *Server, err 
 	if err != nil {
 		return nil, fmt.Errorf("api: jetstream: %w", err)
 	}
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second+cfg.NATSConnectWait)
 	defer cancel()
-	if err := messaging.EnsureTopology(tctx, js, cfg.Topology); err != nil {
+	if err := messaging.EnsureTopologyWithin(tctx, js, cfg.Topology, cfg.NATSConnectWait, log); err != nil {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	pub, err := messaging.NewPublisher(tctx, js, cfg.PublishTimeout)

@@ -267,6 +267,8 @@ func translate(op string, err error) error {
 		switch apiErr.ErrorCode {
 		case jetstream.JSErrCodeStreamNotFound, jetstream.JSErrCodeConsumerNotFound, jetstream.JSErrCodeMessageNotFound:
 			return ierr.E(ierr.NotFound, op, err)
+		case jsNoPeers: // a cluster still forming, not a bad request
+			return ierr.E(ierr.Unavailable, op, err)
 		}
 		if apiErr.Code == 400 {
 			return ierr.E(ierr.Invalid, op, fmt.Errorf("jetstream refused: %w", err))

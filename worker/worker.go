@@ -133,7 +133,7 @@ func RunWith(ctx context.Context, cfg config.Worker, log *slog.Logger, opts Opti
 	if w.js, err = jetstream.New(w.nc); err != nil {
 		return ierr.E(ierr.Internal, "worker.Run", err)
 	}
-	if err := messaging.EnsureTopology(ctx, w.js, cfg.Topology); err != nil {
+	if err := messaging.EnsureTopologyWithin(ctx, w.js, cfg.Topology, cfg.NATSConnectWait, log); err != nil {
 		return err
 	}
 	if w.dlq, err = messaging.NewDLQ(w.js, reg, log); err != nil {
