@@ -6,11 +6,9 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"hash"
-	"math"
-	"strconv"
-	"time"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/internal/jsonappend"
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
@@ -110,13 +108,13 @@ func appendReading(b []byte, msg message) ([]byte, bool) {
 	switch v := msg.(type) {
 	case *models.GPS:
 		b, ok = appendMeta(b, &v.Meta)
-		b, ok = appendNumber(b, `,"latitude":`, v.Latitude, ok)
-		b, ok = appendNumber(b, `,"longitude":`, v.Longitude, ok)
+		b, ok = jsonappend.Float(b, `,"latitude":`, v.Latitude, ok)
+		b, ok = jsonappend.Float(b, `,"longitude":`, v.Longitude, ok)
 	case *models.Gyroscope:
 		b, ok = appendMeta(b, &v.Meta)
-		b, ok = appendNumber(b, `,"x":`, v.X, ok)
-		b, ok = appendNumber(b, `,"y":`, v.Y, ok)
-		b, ok = appendNumber(b, `,"z":`, v.Z, ok)
+		b, ok = jsonappend.Float(b, `,"x":`, v.X, ok)
+		b, ok = jsonappend.Float(b, `,"y":`, v.Y, ok)
+		b, ok = jsonappend.Float(b, `,"z":`, v.Z, ok)
 	default:
 		return b, false
 	}
@@ -125,56 +123,9 @@ func appendReading(b []byte, msg message) ([]byte, bool) {
 
 func appendMeta(b []byte, m *models.Meta) ([]byte, bool) {
 	b = append(b, `{"message_id":"`...)
-	b = appendUUID(b, m.MessageID)
-	b, ok := appendString(append(b, `","actor":`...), m.Actor, true)
-	b, ok = appendTime(append(b, `,"received_at":`...), m.ReceivedAt, ok)
-	b, ok = appendString(append(b, `,"device_id":`...), m.DeviceID, ok)
-	return appendTime(append(b, `,"recorded_at":`...), m.RecordedAt, ok)
-}
-
-// appendString quotes s if no character of it needs escaping in JSON
-// (encoding/json escapes <, > and & too).
-func appendString(b []byte, s string, ok bool) ([]byte, bool) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return b, false
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"'), ok
-}
-
-// appendTime is time.Time's MarshalJSON for years 0–9999.
-func appendTime(b []byte, t time.Time, ok bool) ([]byte, bool) {
-	if y := t.Year(); y < 0 || y > 9999 {
-		return b, false
-	}
-	if _, off := t.Zone(); off%60 != 0 || off <= -24*3600 || off >= 24*3600 {
-		return b, false
-	}
-	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"'), ok
-}
-
-// appendNumber appends key and f as encoding/json writes a float64:
-// shortest form, exponent only below 1e-6 or from 1e21, "e-07" as "e-7".
-func appendNumber(b []byte, key string, f float64, ok bool) ([]byte, bool) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return b, false
-	}
-	b = append(b, key...)
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, ok
+	b = jsonappend.UUID(b, m.MessageID)
+	b, ok := jsonappend.String(append(b, `","actor":`...), m.Actor, true)
+	b, ok = jsonappend.Time(append(b, `,"received_at":`...), m.ReceivedAt, ok)
+	b, ok = jsonappend.String(append(b, `,"device_id":`...), m.DeviceID, ok)
+	return jsonappend.Time(append(b, `,"recorded_at":`...), m.RecordedAt, ok)
 }

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/internal/jsonappend"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 )
@@ -261,7 +261,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeAccepted(w http.ResponseWriter, id uuid.UUID) {
 	var b [acceptedLen]byte
 	body := append(b[:0], `{"id":"`...)
-	body = appendUUID(body, id)
+	body = jsonappend.UUID(body, id)
 	body = append(body, `","status":"accepted"}`+"\n"...)
 	h := w.Header()
 	h["Content-Type"] = headerJSON
@@ -283,22 +283,6 @@ var (
 	headerNoStore     = []string{"no-store"}
 	headerAcceptedLen = []string{strconv.Itoa(acceptedLen)}
 )
-
-// appendUUID appends id in its canonical text form, as id.String() gives
-// it, without allocating a string.
-func appendUUID(b []byte, id uuid.UUID) []byte {
-	var s [36]byte
-	hex.Encode(s[0:8], id[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], id[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], id[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], id[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], id[10:])
-	return append(b, s[:]...)
-}
 
 // writeBody sends a JSON body and a final newline.
 func writeBody(w http.ResponseWriter, status int, body []byte) {

@@ -1,17 +1,14 @@
 package worker
 
 import (
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"math"
-	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/challenge-v3/challenge-v3/internal/jsonappend"
 	"github.com/challenge-v3/challenge-v3/models"
 )
 
@@ -101,13 +98,13 @@ func appendItem(b []byte, item any) ([]byte, error) {
 	switch it := item.(type) {
 	case models.GPSItem:
 		b, ok = appendItemMeta(b, &it.ItemMeta)
-		b, ok = appendFloat(b, `,"latitude":`, it.Latitude, ok)
-		b, ok = appendFloat(b, `,"longitude":`, it.Longitude, ok)
+		b, ok = jsonappend.Float(b, `,"latitude":`, it.Latitude, ok)
+		b, ok = jsonappend.Float(b, `,"longitude":`, it.Longitude, ok)
 	case models.GyroscopeItem:
 		b, ok = appendItemMeta(b, &it.ItemMeta)
-		b, ok = appendFloat(b, `,"x":`, it.X, ok)
-		b, ok = appendFloat(b, `,"y":`, it.Y, ok)
-		b, ok = appendFloat(b, `,"z":`, it.Z, ok)
+		b, ok = jsonappend.Float(b, `,"x":`, it.X, ok)
+		b, ok = jsonappend.Float(b, `,"y":`, it.Y, ok)
+		b, ok = jsonappend.Float(b, `,"z":`, it.Z, ok)
 	default:
 		ok = false
 	}
@@ -120,72 +117,9 @@ func appendItem(b []byte, item any) ([]byte, error) {
 
 func appendItemMeta(b []byte, m *models.ItemMeta) ([]byte, bool) {
 	b = append(b, `{"id":"`...)
-	b = appendUUID(b, m.ID)
-	b, ok := appendJSONString(append(b, `","device_id":`...), m.DeviceID)
-	b, ok = appendJSONTime(append(b, `,"timestamp":`...), m.Timestamp, ok)
-	b, ok = appendJSONTime(append(b, `,"received_at":`...), m.ReceivedAt, ok)
-	return appendJSONTime(append(b, `,"stored_at":`...), m.StoredAt, ok)
-}
-
-// appendUUID is uuid.UUID's text form (MarshalText) without its allocation.
-func appendUUID(b []byte, id [16]byte) []byte {
-	var s [36]byte
-	hex.Encode(s[0:8], id[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], id[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], id[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], id[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], id[10:])
-	return append(b, s[:]...)
-}
-
-// appendJSONString quotes s if no character of it needs an escape in JSON
-// (encoding/json escapes <, > and & too).
-func appendJSONString(b []byte, s string) ([]byte, bool) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return b, false
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"'), true
-}
-
-// appendJSONTime is time.Time's MarshalJSON for years 0–9999 and offsets
-// in whole minutes.
-func appendJSONTime(b []byte, t time.Time, ok bool) ([]byte, bool) {
-	if y := t.Year(); y < 0 || y > 9999 {
-		return b, false
-	}
-	if _, off := t.Zone(); off%60 != 0 || off <= -24*3600 || off >= 24*3600 {
-		return b, false
-	}
-	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339Nano)
-	return append(b, '"'), ok
-}
-
-// appendFloat appends key and f as encoding/json writes a float64:
-// shortest form, exponent only below 1e-6 or from 1e21, "e-07" as "e-7".
-func appendFloat(b []byte, key string, f float64, ok bool) ([]byte, bool) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return b, false
-	}
-	b = append(b, key...)
-	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, ok
+	b = jsonappend.UUID(b, m.ID)
+	b, ok := jsonappend.String(append(b, `","device_id":`...), m.DeviceID, true)
+	b, ok = jsonappend.Time(append(b, `,"timestamp":`...), m.Timestamp, ok)
+	b, ok = jsonappend.Time(append(b, `,"received_at":`...), m.ReceivedAt, ok)
+	return jsonappend.Time(append(b, `,"stored_at":`...), m.StoredAt, ok)
 }
