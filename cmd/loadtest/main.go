@@ -40,7 +40,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -146,15 +145,8 @@ func (p policyRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
 // a redirect (a 3xx is an answer to report).
 func newClient(c int, obs *observed) *http.Client {
 	return &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: policyRecorder{obs: obs, next: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        c,
-			MaxIdleConnsPerHost: c,
-			IdleConnTimeout:     30 * time.Second,
-			TLSHandshakeTimeout: 5 * time.Second,
-		}},
+		Timeout:       30 * time.Second,
+		Transport:     policyRecorder{obs: obs, next: loadgen.NewTransport(c)},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }

@@ -194,16 +194,24 @@ func CheckTarget(raw string, allowRemote bool) (*url.URL, error) {
 // redirect (a 3xx is an answer to report, not to follow).
 func newClient(concurrency int) *http.Client {
 	return &http.Client{
-		Timeout: defaultTimeout,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        concurrency,
-			MaxIdleConnsPerHost: concurrency,
-			IdleConnTimeout:     30 * time.Second,
-			TLSHandshakeTimeout: 5 * time.Second,
-		},
+		Timeout:       defaultTimeout,
+		Transport:     NewTransport(concurrency),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// NewTransport is the default client's transport: a keep-alive connection
+// per concurrent request, no proxy (an environment proxy would measure
+// itself), bounded dial and handshake times. Tools that wrap the transport
+// (cmd/loadtest records the answers' rate-limit policy) start from it.
+func NewTransport(concurrency int) *http.Transport {
+	return &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        concurrency,
+		MaxIdleConnsPerHost: concurrency,
+		IdleConnTimeout:     30 * time.Second,
+		TLSHandshakeTimeout: 5 * time.Second,
 	}
 }
 
