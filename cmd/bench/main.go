@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"syscall"
@@ -48,6 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", time.Second, "load before each round, not measured")
 	conns := fs.Int("c", 64, "keep-alive connections of the load generator")
 	syncAlways := fs.Bool("sync-always", false, "NATS fsyncs every write, as deploy/nats.conf does (measures the disk)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
 	asJSON := fs.Bool("json", false, "print the table as JSON on stdout (progress stays on stderr)")
 	soak := fs.Duration("soak", 0, "memory section: length of its half-rate load, up to 30m (make soak: 5m); 0: the short run")
 	fs.Usage = func() {
@@ -96,6 +98,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer env.Close()
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	var rep bench.Report
 	code := 0
