@@ -59,20 +59,10 @@ func NewNATSCluster(t testing.TB, size int) *NATSCluster {
 	for i := range size {
 		_, port, _ := net.SplitHostPort(routes[i].Host)
 		p, _ := strconv.Atoi(port)
-		opts := server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1),
-			Host:       "127.0.0.1",
-			Port:       server.RANDOM_PORT,
-			JetStream:  true,
-			StoreDir:   t.TempDir(),
-			MaxPayload: MaxPayload,
-			NoLog:      true,
-			NoSigs:     true,
-			// As NATSWith: a quiet client is not taken for a dead one.
-			PingInterval: 2 * time.Minute,
-			Cluster:      server.ClusterOpts{Name: clusterName, Host: "127.0.0.1", Port: p},
-			Routes:       routes,
-		}
+		opts := baseOptions(t)
+		opts.ServerName = fmt.Sprintf("n%d", i+1)
+		opts.Cluster = server.ClusterOpts{Name: clusterName, Host: "127.0.0.1", Port: p}
+		opts.Routes = routes
 		c.Nodes[i] = &NATSServer{opts: opts}
 		o := opts // NewServer keeps and adjusts its *Options
 		srv, err := server.NewServer(&o)

@@ -50,7 +50,24 @@ func NATS(t testing.TB) *NATSServer {
 // MaxPayload) before the first start.
 func NATSWith(t testing.TB, configure func(*server.Options)) *NATSServer {
 	t.Helper()
-	opts := server.Options{
+	opts := baseOptions(t)
+	if configure != nil {
+		configure(&opts)
+	}
+	ns := &NATSServer{opts: opts}
+	ns.start(t)
+	addr := ns.srv.Addr().(*net.TCPAddr)
+	ns.opts.Port = addr.Port
+	ns.URL = "nats://" + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))
+	t.Cleanup(ns.Stop)
+	return ns
+}
+
+// baseOptions are the options of every test server: JetStream stored
+// under a t.TempDir, on a random port of 127.0.0.1, with the project's
+// max_payload.
+func baseOptions(t testing.TB) server.Options {
+	return server.Options{
 		Host:       "127.0.0.1",
 		Port:       server.RANDOM_PORT,
 		JetStream:  true,
@@ -62,16 +79,6 @@ func NATSWith(t testing.TB, configure func(*server.Options)) *NATSServer {
 		// by the clients' pings during a long test.
 		PingInterval: 2 * time.Minute,
 	}
-	if configure != nil {
-		configure(&opts)
-	}
-	ns := &NATSServer{opts: opts}
-	ns.start(t)
-	addr := ns.srv.Addr().(*net.TCPAddr)
-	ns.opts.Port = addr.Port
-	ns.URL = "nats://" + net.JoinHostPort(addr.IP.String(), strconv.Itoa(addr.Port))
-	t.Cleanup(ns.Stop)
-	return ns
 }
 
 // Server is the running server, or nil while stopped.

@@ -20,14 +20,18 @@ import (
 func Record(t testing.TB) *tracetest.SpanRecorder {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	install(t, sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec), sdktrace.WithSampler(sdktrace.AlwaysSample())))
+	return rec
+}
+
+// install makes tp the process's tracer provider until the test ends.
+func install(tb testing.TB, tp *sdktrace.TracerProvider) {
 	prev := otel.GetTracerProvider()
 	otel.SetTracerProvider(tp)
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		otel.SetTracerProvider(prev)
 		_ = tp.Shutdown(context.Background())
 	})
-	return rec
 }
 
 // Named returns the ended spans called name, in the order they ended.
@@ -71,12 +75,6 @@ func Attr(s sdktrace.ReadOnlySpan, key string) string {
 func Export(tb testing.TB) *tracetest.InMemoryExporter {
 	tb.Helper()
 	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp))
-	prev := otel.GetTracerProvider()
-	otel.SetTracerProvider(tp)
-	tb.Cleanup(func() {
-		otel.SetTracerProvider(prev)
-		_ = tp.Shutdown(context.Background())
-	})
+	install(tb, sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp)))
 	return exp
 }
