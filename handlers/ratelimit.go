@@ -239,9 +239,22 @@ func clientIP(remoteAddr string, forwardedFor []string, trusted []netip.Prefix) 
 
 // parseHop reads an IP address, with or without a port, as RemoteAddr and
 // X-Forwarded-For carry them.
+//
+// The form is told by its colons and brackets before parsing, so the usual
+// forms parse once: a failed netip parse allocates its error, and
+// RemoteAddr, always ip:port, is parsed on every request.
 func parseHop(s string) (netip.Addr, bool) {
+	withPort := strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1
+	if withPort {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			return ap.Addr().WithZone("").Unmap(), true
+		}
+	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
+		if withPort {
+			return netip.Addr{}, false
+		}
 		ap, err := netip.ParseAddrPort(s)
 		if err != nil {
 			return netip.Addr{}, false

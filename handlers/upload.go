@@ -118,9 +118,20 @@ func (pc pace) body(w http.ResponseWriter, r *http.Request) *pacedBody {
 }
 
 // start makes b r's body paced, as body does, in memory the caller has.
+//
+// A body whose declared length could arrive whole at the minimum rate
+// within the grace (a reading, a batch: at most 160 KiB at the defaults)
+// gets one deadline for all of it, start + grace + length / minRate, set
+// before its first read: it is judged on its average like any body, and a
+// stalled one is cut off at most one grace later than by the per-byte
+// schedule, while the read deadline, which rearms the connection's timer,
+// is set once a request instead of before every read.
 func (pc pace) start(b *pacedBody, w http.ResponseWriter, r *http.Request) {
 	*b = pacedBody{ReadCloser: r.Body, pace: pc, rc: http.NewResponseController(w), start: time.Now()}
 	b.off = pc.minRate <= 0
+	if !b.off && r.ContentLength > 0 && float64(r.ContentLength) <= pc.minRate*pc.grace.Seconds() {
+		b.whole = r.ContentLength
+	}
 }
 
 type pacedBody struct {
@@ -130,21 +141,33 @@ type pacedBody struct {
 	start time.Time
 	n     int64
 	off   bool // not judged (zero pace, finished, or a connection without deadlines)
+	// whole is the declared length of a body judged by one deadline for
+	// all of it (see start), 0 for the per-byte schedule; set says that
+	// deadline is in place.
+	whole   int64
+	set     bool
+	tooSlow bool // the deadline in place is the pace's, not the read timeout
 }
 
 func (b *pacedBody) Read(p []byte) (int, error) {
 	if b.off {
 		return b.ReadCloser.Read(p)
 	}
-	due := b.start.Add(b.pace.grace + time.Duration(float64(b.n+1)/b.pace.minRate*float64(time.Second)))
-	timeout := b.serverDeadline()
-	tooSlow := timeout.IsZero() || due.Before(timeout)
-	if !tooSlow {
-		due = timeout
-	}
-	if err := b.rc.SetReadDeadline(due); err != nil { // e.g. httptest.ResponseRecorder
-		b.off = true
-		return b.ReadCloser.Read(p)
+	if !b.set {
+		next := b.n + 1 // the next byte's due time
+		if b.whole > 0 {
+			next, b.set = b.whole, true // the last byte's, once
+		}
+		due := b.start.Add(b.pace.grace + time.Duration(float64(next)/b.pace.minRate*float64(time.Second)))
+		timeout := b.serverDeadline()
+		b.tooSlow = timeout.IsZero() || due.Before(timeout)
+		if !b.tooSlow {
+			due = timeout
+		}
+		if err := b.rc.SetReadDeadline(due); err != nil { // e.g. httptest.ResponseRecorder
+			b.off = true
+			return b.ReadCloser.Read(p)
+		}
 	}
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
@@ -155,7 +178,7 @@ func (b *pacedBody) Read(p []byte) (int, error) {
 		b.off = true
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		b.off = true // the connection is broken off; leave it
-		return n, &slowBody{pace: b.pace, readTimeout: !tooSlow}
+		return n, &slowBody{pace: b.pace, readTimeout: !b.tooSlow}
 	}
 	return n, err
 }

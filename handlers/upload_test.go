@@ -238,6 +238,54 @@ func TestSlowBodiesAreCutOff(t *testing.T) {
 	})
 }
 
+// A reading's body is short enough to arrive whole within the grace, so it
+// is judged by one deadline for all of it (grace + length / rate), set once:
+// one that stalls, or trickles slower than that average, is still cut off
+// with 408 within about one grace of the per-byte schedule, far before the
+// read timeout; one sent in pieces that arrives in time is accepted.
+func TestSmallBodiesAreJudgedWhole(t *testing.T) {
+	const grace = 300 * time.Millisecond
+	s := newStack(t, func(c *config.API) {
+		c.UploadMinRate, c.UploadRateGrace, c.ReadTimeout = 1<<10, grace, time.Minute
+	})
+	body := []byte(gpsBody()) // ~60 bytes: due whole within grace + ~60 ms
+	head := func(n int) string {
+		return "POST /telemetry/gps HTTP/1.1\r\nHost: test\r\nX-API-Key: " + ingestSecret +
+			"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " + strconv.Itoa(n) + "\r\n\r\n"
+	}
+	for _, c := range []struct {
+		name     string
+		rest     []byte // sent after the first 10 bytes, chunk bytes a tick
+		chunk    int
+		interval time.Duration
+		want     int
+	}{
+		{"stalled after 10 bytes", nil, 1, time.Hour, http.StatusRequestTimeout},
+		{"a byte every 50 ms", body[10:], 1, 50 * time.Millisecond, http.StatusRequestTimeout},
+		{"in three pieces within the grace", body[10:], 20, 50 * time.Millisecond, http.StatusAccepted},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, b, took, closed := rawExchange(t, s, head(len(body))+string(body[:10]), c.rest, c.chunk, c.interval, 15*time.Second)
+			if resp.StatusCode != c.want {
+				t.Fatalf("answer %d %s, want %d", resp.StatusCode, b, c.want)
+			}
+			if c.want != http.StatusRequestTimeout {
+				return
+			}
+			if !strings.Contains(string(b), `"type":"`+ProblemTypeBase+`upload-too-slow"`) {
+				t.Errorf("answer %s", b)
+			}
+			if took < grace || took > 2*grace+2*time.Second {
+				t.Errorf("cut off after %s; the grace is %s and the read timeout %s", took, grace, s.cfg.ReadTimeout)
+			}
+			if !closed {
+				t.Error("the connection stays open")
+			}
+			t.Logf("cut off after %s", took.Round(time.Millisecond))
+		})
+	}
+}
+
 // slowPublisher takes its time to acknowledge, as JetStream under load.
 type slowPublisher struct {
 	publisher

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -192,7 +193,12 @@ func alternate(ctx context.Context, env *Env, cs []*contender) error {
 			}
 			cfg.Duration = slice
 			cpu0, cpuOK := cpuTime()
-			res, err := loadgen.Run(ctx, cfg)
+			// The load generator's goroutines carry load=name in a profile.
+			var res loadgen.Result
+			var err error
+			pprof.Do(ctx, pprof.Labels("load", c.name), func(ctx context.Context) {
+				res, err = loadgen.Run(ctx, cfg)
+			})
 			if err != nil {
 				return fmt.Errorf("bench: %s: %w", c.name, err)
 			}

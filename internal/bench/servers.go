@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"time"
 
 	"github.com/google/uuid"
@@ -313,7 +314,19 @@ var variants = []string{variantBare, variantMinimal, variantStraightforward, var
 // startVariant starts the named variant on a fresh embedded NATS server
 // with the project's topology, and returns it with a JetStream context on
 // that server (for counting and purging the stream).
-func startVariant(ctx context.Context, env *Env, name string) (*variant, jetstream.JetStream, error) {
+//
+// Everything the variant starts runs under the pprof label variant=name
+// (goroutines inherit their creator's labels): its NATS server, its client
+// connection's goroutines and its HTTP server's, so a CPU profile of the
+// run (-cpuprofile) splits by variant with -tagfocus.
+func startVariant(ctx context.Context, env *Env, name string) (v *variant, js jetstream.JetStream, err error) {
+	pprof.Do(ctx, pprof.Labels("variant", name), func(ctx context.Context) {
+		v, js, err = startVariantLabelled(ctx, env, name)
+	})
+	return v, js, err
+}
+
+func startVariantLabelled(ctx context.Context, env *Env, name string) (*variant, jetstream.JetStream, error) {
 	ns, err := env.NewNATS()
 	if err != nil {
 		return nil, nil, err
