@@ -154,8 +154,8 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 
 // Serve serves both listeners until ctx ends or one of them fails, then
-// shuts down gracefully within cfg.ShutdownTimeout. It returns nil after a
-// clean shutdown caused by ctx.
+// shuts down gracefully: when ctx ended, after cfg.ShutdownDelay, within
+// cfg.ShutdownTimeout. It returns nil after a clean shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("api listening", "http_addr", s.Addr(), "admin_addr", s.AdminAddr(),
 		"nats", s.nc.ConnectedUrlRedacted(), "keys", len(s.cfg.APIKeys),
@@ -166,7 +166,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	g.Go(func() error { return serve(s.admin, s.adminLn, "admin") })
 	g.Go(func() error {
 		<-gctx.Done()
-		return s.shutdown()
+		// A failed listener stops the API at once: a delay would only
+		// keep a broken instance in the balancer's rotation.
+		return s.shutdown(ctx.Err() != nil)
 	})
 	return g.Wait()
 }
@@ -178,13 +180,23 @@ func serve(srv *http.Server, ln net.Listener, name string) error {
 	return nil
 }
 
-// shutdown stops accepting, waits for in-flight requests (and so their
-// publishes), drains NATS, and closes the admin listener last so /readyz
-// reports the drain while it lasts.
-func (s *Server) shutdown() error {
+// shutdown turns /readyz to 503, keeps serving for ShutdownDelay when asked
+// to stop (so balancers polling /readyz stop sending traffic before the
+// listener closes, instead of meeting "connection refused"), then stops
+// accepting, waits for in-flight requests (and so their publishes), drains
+// NATS, and closes the admin listener last so /readyz reports the drain
+// while it lasts.
+func (s *Server) shutdown(asked bool) error {
 	start := time.Now()
-	s.log.Info("api shutting down", "timeout", s.cfg.ShutdownTimeout.String())
 	s.ready.draining.Store(true)
+	if d := s.cfg.ShutdownDelay; asked && d > 0 {
+		s.log.Info("api draining: waiting for load balancers to see /readyz fail", "delay", d.String())
+		// Serve as usual meanwhile, keep-alive included: a balancer stops
+		// using its pooled connections once it marks the instance down.
+		// (SetKeepAlivesEnabled(false) would close the idle ones now.)
+		time.Sleep(d)
+	}
+	s.log.Info("api shutting down", "timeout", s.cfg.ShutdownTimeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	var errs []error

@@ -75,8 +75,14 @@ type API struct {
 	// read (claim + publish), whatever the individual call timeouts.
 	RequestTimeout time.Duration
 	// ShutdownTimeout bounds the graceful shutdown: in-flight requests and
-	// their publishes, then the NATS drain.
+	// their publishes, then the NATS drain. It starts after ShutdownDelay.
 	ShutdownTimeout time.Duration
+	// ShutdownDelay is how long the API keeps serving after SIGTERM with
+	// /readyz already answering 503, so that load balancers polling it stop
+	// sending traffic before the public listener closes. 0 (the default)
+	// closes it at once. The delay comes before ShutdownTimeout, not out of
+	// it: a supervisor's grace period must cover both.
+	ShutdownDelay time.Duration
 
 	Limits   models.Limits
 	Topology messaging.TopologyConfig
@@ -148,6 +154,7 @@ func LoadAPI(getenv Getenv) (API, error) {
 		PublishTimeout:   e.duration("PUBLISH_TIMEOUT", DefaultPublishTimeout, 10*time.Millisecond),
 		RequestTimeout:   e.duration("REQUEST_TIMEOUT", DefaultRequestTimeout, 10*time.Millisecond),
 		ShutdownTimeout:  e.duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout, time.Second),
+		ShutdownDelay:    e.duration("SHUTDOWN_DELAY", 0, 0),
 		Limits:           lim,
 		Topology:         e.topology(),
 		Read:             e.read(),
@@ -252,6 +259,14 @@ func (c API) check(e *env) {
 	}
 	if c.ShutdownTimeout <= c.PublishTimeout {
 		fail("SHUTDOWN_TIMEOUT", "must be longer than PUBLISH_TIMEOUT (%s) so in-flight publishes can finish", c.PublishTimeout)
+	}
+	if c.ShutdownDelay < 0 {
+		fail("SHUTDOWN_DELAY", "must not be negative")
+	}
+	// The budgets add up (delay, then drain); bounding the delay by the
+	// drain's budget catches a unit slip such as 15m for 15s.
+	if c.ShutdownDelay >= c.ShutdownTimeout {
+		fail("SHUTDOWN_DELAY", "must be shorter than SHUTDOWN_TIMEOUT (%s); the drain's budget starts after the delay, so a grace period must cover both", c.ShutdownTimeout)
 	}
 	if c.ReadTimeout <= 0 {
 		fail("HTTP_READ_TIMEOUT", "must be positive")

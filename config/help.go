@@ -76,6 +76,7 @@ var vars = []struct {
 	{forAPI, Var{Name: "PUBLISH_TIMEOUT", Default: "3s", Meaning: "bound on each JetStream call; past it the API answers 503"}},
 	{forAPI, Var{Name: "REQUEST_TIMEOUT", Default: "10s", Meaning: "bound on claim + publish after the body is read"}},
 	{forAPI, Var{Name: "HTTP_READ_TIMEOUT", Default: "60s", Meaning: "bound on reading a whole request (a 7 MiB upload)"}},
+	{forAPI, Var{Name: "SHUTDOWN_DELAY", Default: "0s", Meaning: "after SIGTERM, how long the API keeps serving with /readyz at 503 so load balancers move away; shorter than SHUTDOWN_TIMEOUT, which starts after it"}},
 
 	{forAPI, Var{Name: "DATABASE_URL", Meaning: "PostgreSQL for the read API (ideally a challenge_reader user); unset: ingest only"}},
 	{forWorker | forMigrate | forRekey, Var{Name: "DATABASE_URL", Required: true, Meaning: "PostgreSQL URL or key=value DSN"}},
@@ -121,7 +122,7 @@ var vars = []struct {
 	{forBoth, Var{Name: "CONSUMER_ACK_WAIT", Default: "30s", Meaning: "redelivery of an unacknowledged message"}},
 	{forBoth, Var{Name: "CONSUMER_MAX_DELIVER", Default: "10", Meaning: "deliveries before a failing message is dead-lettered"}},
 	{forBoth, Var{Name: "CONSUMER_MAX_ACK_PENDING", Default: "1000", Meaning: "unacknowledged messages in flight per consumer"}},
-	{forBoth, Var{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Meaning: "graceful-shutdown budget after SIGTERM"}},
+	{forBoth, Var{Name: "SHUTDOWN_TIMEOUT", Default: "25s", Meaning: "graceful-shutdown budget after SIGTERM (the API's after SHUTDOWN_DELAY)"}},
 	{forBoth, Var{Name: "OTEL_EXPORTER_OTLP_ENDPOINT", Meaning: "OTLP/HTTP collector base URL (spans go to its /v1/traces); unset: tracing off, at no cost"}},
 	{forBoth, Var{Name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", Meaning: "full OTLP/HTTP URL of spans; wins over OTEL_EXPORTER_OTLP_ENDPOINT"}},
 	{forBoth, Var{Name: "OTEL_SDK_DISABLED", Default: "false", Meaning: "true turns tracing off whatever the endpoints say"}},
