@@ -55,11 +55,12 @@ func testDotenv(t *testing.T) string {
 		t.Fatal(err)
 	}
 	generated := map[string]string{
-		"API_KEYS":           "phone-fleet:" + randomHex(32) + ":ingest,frontend:" + randomHex(32) + ":read",
-		"ENCRYPTION_KEYS":    "k1:" + randomBase64(32),
-		"POSTGRES_PASSWORD":  randomHex(24),
-		"API_DB_PASSWORD":    randomHex(24),
-		"NATS_JETSTREAM_KEY": randomBase64(32),
+		"API_KEYS":              "phone-fleet:" + randomHex(32) + ":ingest,frontend:" + randomHex(32) + ":read",
+		"ENCRYPTION_KEYS":       "k1:" + randomBase64(32),
+		"POSTGRES_PASSWORD":     randomHex(24),
+		"API_DB_PASSWORD":       randomHex(24),
+		"NATS_JETSTREAM_KEY":    randomBase64(32),
+		"NATS_CLUSTER_PASSWORD": randomHex(32),
 	}
 	lines := strings.Split(string(b), "\n")
 	for i, line := range lines {

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -25,14 +26,14 @@ const (
 var clusterNodes = []string{"nats-1", "nats-2", "nats-3"}
 
 // TestNATSClusterConfig parses deploy/nats-cluster.conf with the NATS
-// server's own parser, as each node reads it: a stable server name from the
-// node's environment, routes to all three nodes on the cluster port, and
-// what a single node has (JetStream encrypted and synced, 8 MiB messages,
-// the monitoring port the health check probes).
+// server's own parser, as a node reads it with the environment compose
+// gives it: a stable server name, routes to all three nodes on the cluster
+// port, and what a single node has (JetStream encrypted and synced, 8 MiB
+// messages, the monitoring port the health check probes).
 func TestNATSClusterConfig(t *testing.T) {
-	t.Setenv("NATS_JETSTREAM_KEY", "a-test-key-of-reasonable-length")
-	t.Setenv("NATS_SERVER_NAME", "nats-2")
-	opts, err := server.ProcessConfigFile(clusterConf)
+	p := mustLoadProjectFiles(t, []string{clusterOverride}, "nats-cluster")
+	env := loadedEnv(t, p, "nats-2")
+	opts, err := nodeConfig(t, env)
 	if err != nil {
 		t.Fatalf("%s: %v", clusterConf, err)
 	}
@@ -57,7 +58,7 @@ func TestNATSClusterConfig(t *testing.T) {
 	if !slices.Equal(routes, clusterNodes) {
 		t.Errorf("routes to %v, want %v", routes, clusterNodes)
 	}
-	if opts.JetStreamKey != "a-test-key-of-reasonable-length" || !opts.JetStream || !opts.SyncAlways {
+	if opts.JetStreamKey != env["NATS_JETSTREAM_KEY"] || !opts.JetStream || !opts.SyncAlways {
 		t.Errorf("jetstream: key %q, enabled %v, sync always %v; want the key from $NATS_JETSTREAM_KEY, enabled, always",
 			opts.JetStreamKey, opts.JetStream, opts.SyncAlways)
 	}
@@ -175,4 +176,119 @@ func TestComposeNATSClusterProfile(t *testing.T) {
 	if env := loadedEnv(t, plain, "api"); env["NATS_URL"] != "nats://nats:4222" {
 		t.Errorf("without the override, api NATS_URL = %q", env["NATS_URL"])
 	}
+}
+
+// nodeConfig parses deploy/nats-cluster.conf as a node's nats-server does,
+// with env (the node's environment as compose interpolates it) set for the
+// rest of the test.
+func nodeConfig(t *testing.T, env map[string]string) (*server.Options, error) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	return server.ProcessConfigFile(clusterConf)
+}
+
+// TestComposeNATSClusterRoutesAuthenticated: each node, with the
+// environment compose gives it from .env, reads a cluster that accepts a
+// route only with NATS_CLUSTER_PASSWORD, and routes to all three nodes
+// carrying that same password: the nodes accept one another's routes.
+func TestComposeNATSClusterRoutesAuthenticated(t *testing.T) {
+	p := mustLoadProjectFiles(t, []string{clusterOverride}, "nats-cluster")
+	password := p.Environment["NATS_CLUSTER_PASSWORD"]
+	if password == "" {
+		t.Fatal("the test .env has no NATS_CLUSTER_PASSWORD")
+	}
+	for _, name := range clusterNodes {
+		t.Run(name, func(t *testing.T) {
+			opts, err := nodeConfig(t, loadedEnv(t, p, name))
+			if err != nil {
+				t.Fatalf("%s: %v", clusterConf, err)
+			}
+			if opts.Cluster.Username == "" || opts.Cluster.Password != password {
+				t.Errorf("cluster authorization: user %q, password from .env %v; want a user and NATS_CLUSTER_PASSWORD",
+					opts.Cluster.Username, opts.Cluster.Password == password)
+			}
+			var hosts []string
+			for _, r := range opts.Routes {
+				pw, _ := r.User.Password()
+				if r.User.Username() != opts.Cluster.Username || pw != password {
+					t.Errorf("route to %s: user %q, password from .env %v; want the cluster's user and password",
+						r.Host, r.User.Username(), pw == password)
+				}
+				hosts = append(hosts, r.Host)
+			}
+			slices.Sort(hosts)
+			if want := []string{"nats-1:6222", "nats-2:6222", "nats-3:6222"}; !slices.Equal(hosts, want) {
+				t.Errorf("routes to %v, want %v", hosts, want)
+			}
+		})
+	}
+}
+
+// TestComposeNATSClusterPasswordForms: NATS_CLUSTER_PASSWORD as an operator
+// may leave or generate it. Missing or empty, `docker compose up` (which
+// interpolates the cluster profile too) still loads, but every cluster node
+// refuses to start, naming the missing password; a hex password that
+// nats-server would read as a number were it not quoted (1e5…), or digits
+// only, is taken whole.
+func TestComposeNATSClusterPasswordForms(t *testing.T) {
+	number := "1e5" + randomHex(16) // 1e5 alone is a float to nats-server
+	digits := strings.Repeat("1234567890", 4)
+	for _, c := range []struct {
+		name, line string
+		password   string // "" when the nodes must refuse to start
+	}{
+		{"absent", "", ""},
+		{"empty", "NATS_CLUSTER_PASSWORD=", ""},
+		{"read as a number unquoted", "NATS_CLUSTER_PASSWORD=" + number, number},
+		{"digits only", "NATS_CLUSTER_PASSWORD=" + digits, digits},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dotenv := dotenvWithLine(t, "NATS_CLUSTER_PASSWORD", c.line)
+			if _, err := loadProject(t, dotenv); err != nil {
+				t.Fatalf("docker compose up without the profile: %v", err)
+			}
+			p, err := loadProjectFiles(t, dotenv, []string{clusterOverride}, "nats-cluster")
+			if err != nil {
+				t.Fatalf("docker compose up with the cluster: %v", err)
+			}
+			for _, name := range clusterNodes {
+				opts, err := nodeConfig(t, loadedEnv(t, p, name))
+				switch {
+				case c.password == "" && (err == nil || !strings.Contains(err.Error(), "NATS_CLUSTER_PASSWORD")):
+					t.Errorf("%s starts without a cluster password: err = %v", name, err)
+				case c.password != "" && err != nil:
+					t.Errorf("%s: %v", name, err)
+				case c.password != "" && opts.Cluster.Password != c.password:
+					t.Errorf("%s: cluster password %q, want the one from .env", name, opts.Cluster.Password)
+				}
+			}
+		})
+	}
+}
+
+// dotenvWithLine is testDotenv with the line that sets key replaced by
+// line (removed when line is empty).
+func dotenvWithLine(t *testing.T, key, line string) string {
+	t.Helper()
+	path := testDotenv(t)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	found := false
+	for i, l := range lines {
+		if strings.HasPrefix(l, key+"=") {
+			lines[i], found = line, true
+		}
+	}
+	if !found {
+		t.Fatalf("%s has no %s= line", envExample, key)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
