@@ -187,7 +187,13 @@ func alternate(ctx context.Context, env *Env, cs []*contender) error {
 			if warmup > 0 {
 				warm := cfg
 				warm.Duration = warmup
-				if _, err := loadgen.Run(ctx, warm); err != nil {
+				var err error
+				// Labelled like the measured run: the client's connections
+				// are dialled here, and their goroutines keep the label.
+				pprof.Do(ctx, pprof.Labels("load", c.name), func(ctx context.Context) {
+					_, err = loadgen.Run(ctx, warm)
+				})
+				if err != nil {
 					return fmt.Errorf("bench: %s: %w", c.name, err)
 				}
 			}
