@@ -250,7 +250,16 @@ func TestComposeNATSClusterPasswordForms(t *testing.T) {
 				t.Fatalf("docker compose up without the profile: %v", err)
 			}
 			p, err := loadProjectFiles(t, dotenv, []string{clusterOverride}, "nats-cluster")
-			if err != nil {
+			if c.password == "" {
+				// The override refuses first, naming the variable.
+				if err == nil || !strings.Contains(err.Error(), "NATS_CLUSTER_PASSWORD") {
+					t.Errorf("docker compose up with the cluster and no password: err = %v, want NATS_CLUSTER_PASSWORD required", err)
+				}
+				// Without the override (the profile alone), the nodes refuse.
+				if p, err = loadProject(t, dotenv, "nats-cluster"); err != nil {
+					t.Fatalf("docker compose --profile nats-cluster up: %v", err)
+				}
+			} else if err != nil {
 				t.Fatalf("docker compose up with the cluster: %v", err)
 			}
 			for _, name := range clusterNodes {
