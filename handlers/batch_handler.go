@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/internal/uuidv7"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 )
@@ -207,11 +208,7 @@ func (h *ingest) batchIDs(ctx context.Context, actor, key string, msgs []message
 			if msg == nil {
 				continue
 			}
-			id, err := uuid.NewV7()
-			if err != nil {
-				return nil, false, ierr.E(ierr.Internal, "handlers.batchIDs", err)
-			}
-			ids[i] = id
+			ids[i] = uuidv7.New()
 		}
 		return ids, false, nil
 	}
@@ -226,10 +223,7 @@ func (h *ingest) batchIDs(ctx context.Context, actor, key string, msgs []message
 			return nil, false, err
 		}
 	}
-	base, err := uuid.NewV7()
-	if err != nil {
-		return nil, false, ierr.E(ierr.Internal, "handlers.batchIDs", err)
-	}
+	base := uuidv7.New()
 	got, err := h.pub.ClaimIdempotencyKey(ctx, actor, "batch", key, base.String(), hex.EncodeToString(fp.Sum(nil)))
 	if err != nil {
 		return nil, false, err

@@ -10,9 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/challenge-v3/challenge-v3/ierr"
+	"github.com/challenge-v3/challenge-v3/internal/uuidv7"
 	"github.com/challenge-v3/challenge-v3/tracing"
 )
 
@@ -85,7 +84,7 @@ func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP f
 		start := time.Now()
 		id := r.Header.Get("X-Request-Id")
 		if !validRequestID(id) {
-			id = uuid.Must(uuid.NewV7()).String()
+			id = uuidv7.New().String()
 		}
 		info := &reqInfo{id: id, route: routeOf(r), clientIP: clientIP(r)}
 		info.idHeader[0] = id

@@ -13,6 +13,7 @@ import (
 
 	"github.com/challenge-v3/challenge-v3/ierr"
 	"github.com/challenge-v3/challenge-v3/internal/jsonappend"
+	"github.com/challenge-v3/challenge-v3/internal/uuidv7"
 	"github.com/challenge-v3/challenge-v3/messaging"
 	"github.com/challenge-v3/challenge-v3/models"
 )
@@ -163,11 +164,7 @@ func (h *ingest) accept(w http.ResponseWriter, r *http.Request, key string, now 
 		defer cancel()
 	}
 
-	id, err := uuid.NewV7()
-	if err != nil {
-		writeError(w, r, ierr.E(ierr.Internal, "handlers.accept", err))
-		return
-	}
+	id := uuidv7.New()
 	replayed := false
 	if key != "" {
 		// The fingerprint covers the reading as the worker will store it,
