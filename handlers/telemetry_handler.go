@@ -260,9 +260,12 @@ func writeAccepted(w http.ResponseWriter, id uuid.UUID) {
 	body := append(b[:0], `{"id":"`...)
 	body = jsonappend.UUID(body, id)
 	body = append(body, `","status":"accepted"}`+"\n"...)
+	// No Cache-Control: an answer to a POST is stored by no cache unless
+	// it carries explicit freshness and a matching Content-Location (RFC
+	// 9110 §9.3.3), and this one is written thousands of times a second
+	// to clients that parse every header.
 	h := w.Header()
 	h["Content-Type"] = headerJSON
-	h["Cache-Control"] = headerNoStore
 	h["Content-Length"] = headerAcceptedLen
 	w.WriteHeader(http.StatusAccepted)
 	_, _ = w.Write(body)
