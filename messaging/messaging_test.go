@@ -22,7 +22,7 @@ import (
 )
 
 // setup starts NATS, connects the way the binaries do and ensures the topology.
-func setup(t *testing.T, topo messaging.TopologyConfig) (*testenv.NATSServer, *nats.Conn, jetstream.JetStream) {
+func setup(t testing.TB, topo messaging.TopologyConfig) (*testenv.NATSServer, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	ns := testenv.NATS(t)
 	ctx := context.Background()
