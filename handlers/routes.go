@@ -99,6 +99,10 @@ func New(cfg config.API, b Backends, reg prometheus.Registerer, log *slog.Logger
 	}
 	trusted := cfg.TrustedProxies
 	ipOf := func(r *http.Request) netip.Addr {
+		if len(trusted) == 0 { // the default: the peer, X-Forwarded-For unread
+			peer, _ := parseHop(r.RemoteAddr)
+			return peer
+		}
 		return clientIP(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
 	}
 	fromProxy := func(r *http.Request) bool {

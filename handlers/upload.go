@@ -127,7 +127,7 @@ func (pc pace) body(w http.ResponseWriter, r *http.Request) *pacedBody {
 // schedule, while the read deadline, which rearms the connection's timer,
 // is set once a request instead of before every read.
 func (pc pace) start(b *pacedBody, w http.ResponseWriter, r *http.Request) {
-	*b = pacedBody{ReadCloser: r.Body, pace: pc, rc: http.NewResponseController(w), start: time.Now()}
+	*b = pacedBody{ReadCloser: r.Body, pace: pc, rc: *http.NewResponseController(w), start: time.Now()}
 	b.off = pc.minRate <= 0
 	if !b.off && r.ContentLength > 0 && float64(r.ContentLength) <= pc.minRate*pc.grace.Seconds() {
 		b.whole = r.ContentLength
@@ -137,7 +137,7 @@ func (pc pace) start(b *pacedBody, w http.ResponseWriter, r *http.Request) {
 type pacedBody struct {
 	io.ReadCloser
 	pace  pace
-	rc    *http.ResponseController
+	rc    http.ResponseController // by value: no allocation of its own
 	start time.Time
 	n     int64
 	off   bool // not judged (zero pace, finished, or a connection without deadlines)
