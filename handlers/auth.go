@@ -22,7 +22,7 @@ func authenticate(keys []config.APIKey, m *metrics) func(http.Handler) http.Hand
 				next.ServeHTTP(w, r)
 				return
 			}
-			presented := r.Header.Get("X-API-Key")
+			presented := headerValue(r.Header, "X-Api-Key") // X-API-Key, canonical
 			if presented == "" {
 				m.authFailures.WithLabelValues("missing").Inc()
 				writeError(w, r, fieldProblem(ierr.Unauthenticated, "", "Send an API key in the X-API-Key header."))

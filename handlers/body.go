@@ -84,7 +84,7 @@ func mediaType(r *http.Request) (string, map[string]string, error) {
 
 // requireJSON refuses any body that is not application/json.
 func requireJSON(w http.ResponseWriter, r *http.Request) error {
-	if strings.EqualFold(r.Header.Get("Content-Type"), "application/json") {
+	if strings.EqualFold(headerValue(r.Header, "Content-Type"), "application/json") {
 		return nil // what mediaType finds in the usual header, without parsing it
 	}
 	mt, _, err := mediaType(r)

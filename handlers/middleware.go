@@ -82,7 +82,7 @@ func requestLog(log *slog.Logger, routeOf func(*http.Request) string, clientIP f
 	var sample sampler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		id := r.Header.Get("X-Request-Id")
+		id := headerValue(r.Header, "X-Request-Id")
 		if !validRequestID(id) {
 			id = uuidv7.New().String()
 		}
@@ -206,6 +206,16 @@ func validRequestID(s string) bool {
 		}
 	}
 	return true
+}
+
+// headerValue is h.Get(key) for a key already in canonical form, as every
+// caller writes it: Header.Get first checks (or builds) the canonical form
+// of the key it is given, byte by byte, on every call.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // chain composes middleware, outermost first.

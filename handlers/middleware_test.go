@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -399,5 +400,23 @@ func TestIPv6ClientsShareABucketPer64(t *testing.T) {
 	}
 	if v4 := netip.MustParseAddr("192.0.2.1"); bucketKey(v4) != v4 {
 		t.Error("IPv4 buckets are per address")
+	}
+}
+
+// headerValue reads what Header.Get reads for the canonical keys the hot
+// path asks for, whatever case the client sent them in.
+func TestHeaderValueIsHeaderGet(t *testing.T) {
+	raw := "POST / HTTP/1.1\r\nHost: x\r\nx-api-key: k1\r\nX-REQUEST-ID: r1\r\ncontent-type: application/json\r\nContent-Length: 0\r\n\r\n"
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"X-Api-Key", "X-Request-Id", "Content-Type", "Origin"} {
+		if got, want := headerValue(r.Header, key), r.Header.Get(key); got != want {
+			t.Errorf("headerValue(%q) = %q, Header.Get = %q", key, got, want)
+		}
+	}
+	if got := headerValue(r.Header, "X-Api-Key"); got != "k1" {
+		t.Errorf("X-Api-Key = %q, want k1", got)
 	}
 }

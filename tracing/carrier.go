@@ -62,7 +62,9 @@ func (h Header) Keys() []string {
 //
 //	msg.Header = tracing.Inject(ctx, msg.Header)
 func Inject(ctx context.Context, hdr map[string][]string) map[string][]string {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	// On first: looking for a span walks the whole context chain, on
+	// every message, and finds none while tracing is off.
+	if !On() || !trace.SpanContextFromContext(ctx).IsValid() {
 		return hdr
 	}
 	if hdr == nil {
