@@ -8,9 +8,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/challenge-v3/challenge-v3/config"
 )
 
 // The compose file is also loaded by compose-go, the library `docker
@@ -285,4 +288,61 @@ func loadedEnv(t *testing.T, p *types.Project, service string) map[string]string
 		}
 	}
 	return env
+}
+
+// TestComposeStopGraceCoversTheAPIShutdown: docker stops the API with
+// SIGTERM and kills it after stop_grace_period, which must cover the
+// drain delay and the shutdown budget the API is configured with, or
+// in-flight requests are cut (docs/operations.md).
+func TestComposeStopGraceCoversTheAPIShutdown(t *testing.T) {
+	t.Run("defaults", func(t *testing.T) { stopGraceCoversShutdown(t, mustLoadProject(t)) })
+	t.Run("a drain delay with its grace period", func(t *testing.T) {
+		dotenv := dotenvWithLine(t, "SHUTDOWN_DELAY", "SHUTDOWN_DELAY=15s")
+		dotenv = editDotenv(t, dotenv, "API_STOP_GRACE_PERIOD", "API_STOP_GRACE_PERIOD=45s")
+		p, err := loadProject(t, dotenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stopGraceCoversShutdown(t, p)
+	})
+}
+
+// editDotenv replaces the line setting key in the .env file at path.
+func editDotenv(t *testing.T, path, key, line string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	found := false
+	for i, l := range lines {
+		if strings.HasPrefix(l, key+"=") {
+			lines[i], found = line, true
+		}
+	}
+	if !found {
+		t.Fatalf("%s has no %s= line", path, key)
+	}
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func stopGraceCoversShutdown(t *testing.T, p *types.Project) {
+	t.Helper()
+	env := loadedEnv(t, p, "api")
+	cfg, err := config.LoadAPI(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("the api's compose environment: %v", err)
+	}
+	grace := p.Services["api"].StopGracePeriod
+	if grace == nil {
+		t.Fatal("the api has no stop_grace_period: docker's default (10 s) is shorter than SHUTDOWN_TIMEOUT")
+	}
+	if need := cfg.ShutdownDelay + cfg.ShutdownTimeout; time.Duration(*grace) <= need {
+		t.Errorf("api stop_grace_period %s, want more than SHUTDOWN_DELAY (%s) + SHUTDOWN_TIMEOUT (%s)",
+			time.Duration(*grace), cfg.ShutdownDelay, cfg.ShutdownTimeout)
+	}
 }
