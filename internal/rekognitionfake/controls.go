@@ -2,8 +2,6 @@ package rekognitionfake
 
 import (
 	"crypto/sha256"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/challenge-v3/challenge-v3/internal/awsjson"
@@ -119,8 +117,8 @@ func (e *Emulator) Faces(id string) []IndexedFace {
 	if c == nil {
 		return nil
 	}
-	out := make([]IndexedFace, 0, len(c.faces))
-	for _, f := range c.faces {
+	out := make([]IndexedFace, 0, len(c.Faces))
+	for _, f := range c.Faces {
 		out = append(out, IndexedFace{FaceID: f.id, ImageID: f.imageID, ExternalImageID: f.externalImageID})
 	}
 	return out
@@ -132,23 +130,15 @@ func (e *Emulator) Faces(id string) []IndexedFace {
 func (e *Emulator) DeleteCollection(id string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, ok := e.collections[id]
-	if !ok {
-		return false
-	}
-	delete(e.collections, id)
-	if e.save() != nil {
-		e.collections[id] = c
-		return false
-	}
-	return true
+	undo, aerr := e.collections.Delete(id)
+	return aerr == nil && e.commit(undo) == nil
 }
 
 // Collections lists the collection ids, sorted.
 func (e *Emulator) Collections() []string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return slices.Sorted(maps.Keys(e.collections))
+	return e.collections.IDs()
 }
 
 // begin counts the call and returns the fault and latency that apply to it.

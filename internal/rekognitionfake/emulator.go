@@ -55,6 +55,8 @@ import (
 	"crypto/sha256"
 	"sync"
 	"time"
+
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionwire"
 )
 
 // Operation names, as they appear after "RekognitionService." in X-Amz-Target.
@@ -76,14 +78,14 @@ const (
 	FaceModelVersion = "7.0"
 	// Region and AccountID appear in the ARNs the emulator returns.
 	Region    = "us-east-1"
-	AccountID = "000000000000"
+	AccountID = rekognitionwire.AccountID
 )
 
 // Emulator holds the emulated Rekognition state and the controls tests use.
 // It is safe for concurrent use.
 type Emulator struct {
 	mu          sync.Mutex
-	collections map[string]*collection
+	collections rekognitionwire.Collections[face]
 	noFace      map[digest]bool
 	lowQuality  map[digest]bool
 	samePerson  map[digest]alias
@@ -102,12 +104,6 @@ type alias struct {
 	similarity float64
 }
 
-type collection struct {
-	id      string
-	created time.Time
-	faces   []face
-}
-
 type face struct {
 	id, imageID, externalImageID string
 	image                        digest
@@ -123,7 +119,7 @@ type IndexedFace struct {
 // NewEmulator returns an emulator with no collections, to be served with Handler.
 func NewEmulator() *Emulator {
 	return &Emulator{
-		collections: map[string]*collection{},
+		collections: rekognitionwire.Collections[face]{},
 		noFace:      map[digest]bool{},
 		lowQuality:  map[digest]bool{},
 		samePerson:  map[digest]alias{},

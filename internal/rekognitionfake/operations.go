@@ -6,16 +6,14 @@ import (
 	"image"
 	_ "image/jpeg" // register the decoders used for format validation
 	_ "image/png"
-	"regexp"
-	"slices"
 
 	"github.com/google/uuid"
+
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionwire"
 )
 
 // The emulated operations and the deterministic face model they share (see
 // the package comment).
-
-const noFaceMessage = "There are no faces in the image. Should be at least 1."
 
 // operate runs operation op on a request body that passed the protocol checks.
 func (e *Emulator) operate(op string, body []byte) (any, *apiError) {
@@ -34,45 +32,14 @@ func (e *Emulator) operate(op string, body []byte) (any, *apiError) {
 	return nil, errorf("UnknownOperationException", "operation %s is not emulated", op)
 }
 
-var (
-	collectionIDPattern    = regexp.MustCompile(`^[a-zA-Z0-9_.\-]{1,255}$`)
-	externalImageIDPattern = regexp.MustCompile(`^[a-zA-Z0-9_.\-:]{1,255}$`)
-)
-
-type imageInput struct {
-	Bytes    []byte `json:"Bytes"`
-	S3Object any    `json:"S3Object"`
-}
-
-type boundingBox struct {
-	Width, Height, Left, Top float64
-}
+type boundingBox = rekognitionwire.BoundingBox
 
 var wholeFace = boundingBox{Width: 0.5, Height: 0.6, Left: 0.25, Top: 0.15}
 
-type faceJSON struct {
-	FaceId                 string
-	BoundingBox            boundingBox
-	ImageId                string
-	ExternalImageId        string `json:",omitempty"`
-	Confidence             float64
-	IndexFacesModelVersion string
-}
-
-func checkCollectionID(id string) *apiError {
-	if !collectionIDPattern.MatchString(id) {
-		return errorf("ValidationException", "1 validation error detected: Value '%s' at 'collectionId' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.\\-]+", id)
-	}
-	return nil
-}
-
 // checkImage validates the image as Rekognition does and returns its digest.
-func checkImage(img *imageInput) (digest, *apiError) {
-	if img == nil || (img.Bytes == nil && img.S3Object == nil) {
-		return digest{}, errorf("InvalidParameterException", "Request has invalid parameters")
-	}
-	if img.S3Object != nil {
-		return digest{}, errorf("InvalidS3ObjectException", "S3 objects are not emulated")
+func checkImage(img *rekognitionwire.ImageInput) (digest, *apiError) {
+	if aerr := img.Check("S3 objects are not emulated"); aerr != nil {
+		return digest{}, aerr
 	}
 	if len(img.Bytes) > MaxImageBytes {
 		return digest{}, errorf("ImageTooLargeException", "Image size is too large")
@@ -84,53 +51,38 @@ func checkImage(img *imageInput) (digest, *apiError) {
 }
 
 func (e *Emulator) arn(id string) string {
-	return "aws:rekognition:" + Region + ":" + AccountID + ":collection/" + id
+	return rekognitionwire.ARN(Region, id)
 }
 
 func (e *Emulator) createCollection(body []byte) (any, *apiError) {
-	in, aerr := collectionArg(body)
+	id, aerr := rekognitionwire.CollectionArg(body)
 	if aerr != nil {
 		return nil, aerr
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.collections[in.CollectionId]; ok {
-		return nil, errorf("ResourceAlreadyExistsException", "The collection id: %s already exists", in.CollectionId)
+	undo, aerr := e.collections.Create(id, e.now())
+	if aerr == nil {
+		aerr = e.commit(undo)
 	}
-	e.collections[in.CollectionId] = &collection{id: in.CollectionId, created: e.now()}
-	if err := e.save(); err != nil {
-		delete(e.collections, in.CollectionId)
-		return nil, err
+	if aerr != nil {
+		return nil, aerr
 	}
-	return map[string]any{
-		"CollectionArn":    e.arn(in.CollectionId),
-		"FaceModelVersion": FaceModelVersion,
-		"StatusCode":       200,
-	}, nil
+	return rekognitionwire.CreateOutput(e.arn(id), FaceModelVersion), nil
 }
 
 func (e *Emulator) describeCollection(body []byte) (any, *apiError) {
-	in, aerr := collectionArg(body)
+	id, aerr := rekognitionwire.CollectionArg(body)
 	if aerr != nil {
 		return nil, aerr
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, ok := e.collections[in.CollectionId]
-	if !ok {
-		return nil, notFound(in.CollectionId)
+	c, aerr := e.collections.Get(id)
+	if aerr != nil {
+		return nil, aerr
 	}
-	return map[string]any{
-		"CollectionARN":     e.arn(c.id),
-		"CreationTimestamp": float64(c.created.UnixMilli()) / 1000,
-		"FaceCount":         len(c.faces),
-		"FaceModelVersion":  FaceModelVersion,
-		"UserCount":         0,
-	}, nil
-}
-
-func notFound(id string) *apiError {
-	return errorf("ResourceNotFoundException", "The collection id: %s does not exist", id)
+	return c.DescribeOutput(e.arn(c.ID), FaceModelVersion), nil
 }
 
 // person resolves d to the digest identifying its person and d's declared
@@ -151,53 +103,38 @@ func (e *Emulator) person(d digest) (digest, float64) {
 }
 
 func (e *Emulator) searchFacesByImage(body []byte) (any, *apiError) {
-	var in struct {
-		CollectionId       string
-		Image              *imageInput
-		FaceMatchThreshold *float64
-		MaxFaces           *int
-		QualityFilter      string
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
-		return nil, err
+	in, aerr := rekognitionwire.DecodeSearch(body)
+	if aerr != nil {
+		return nil, aerr
 	}
 	d, aerr := checkImage(in.Image)
 	if aerr != nil {
 		return nil, aerr
 	}
-	threshold := 80.0
-	if in.FaceMatchThreshold != nil {
-		threshold = *in.FaceMatchThreshold
-	}
-	maxFaces := 4096
-	if in.MaxFaces != nil {
-		maxFaces = *in.MaxFaces
-	}
-	if threshold < 0 || threshold > 100 || maxFaces < 1 || maxFaces > 4096 {
-		return nil, errorf("InvalidParameterException", "Request has invalid parameters")
+	threshold, maxFaces, aerr := in.Limits()
+	if aerr != nil {
+		return nil, aerr
 	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, ok := e.collections[in.CollectionId]
-	if !ok {
-		return nil, notFound(in.CollectionId)
+	c, aerr := e.collections.Get(in.CollectionId)
+	if aerr != nil {
+		return nil, aerr
 	}
-	filtered := in.QualityFilter != "" && in.QualityFilter != "NONE"
+	quality := in.Quality()
+	filtered := quality != "" && quality != "NONE"
 	if e.noFace[d] || (filtered && e.lowQuality[d]) {
-		return nil, errorf("InvalidParameterException", noFaceMessage)
+		return nil, rekognitionwire.NoFace()
 	}
 
 	type match struct {
-		Face       faceJSON
+		Face       rekognitionwire.Face
 		Similarity float64
 	}
 	who, querySim := e.person(d)
 	matches := []match{}
-	for _, f := range c.faces {
+	for _, f := range c.Faces {
 		var sim float64
 		if f.image == d {
 			sim = ExactMatchSimilarity
@@ -209,30 +146,18 @@ func (e *Emulator) searchFacesByImage(body []byte) (any, *apiError) {
 		if sim < threshold {
 			continue
 		}
-		matches = append(matches, match{Face: e.faceJSON(f), Similarity: sim})
-	}
-	slices.SortStableFunc(matches, func(a, b match) int {
-		switch {
-		case a.Similarity > b.Similarity:
-			return -1
-		case a.Similarity < b.Similarity:
-			return 1
-		}
-		return 0
-	})
-	if len(matches) > maxFaces {
-		matches = matches[:maxFaces]
+		matches = append(matches, match{Face: f.json(), Similarity: sim})
 	}
 	return map[string]any{
-		"FaceMatches":             matches,
+		"FaceMatches":             rekognitionwire.SortMatches(matches, func(m match) float64 { return m.Similarity }, maxFaces),
 		"FaceModelVersion":        FaceModelVersion,
 		"SearchedFaceBoundingBox": wholeFace,
 		"SearchedFaceConfidence":  99.98,
 	}, nil
 }
 
-func (e *Emulator) faceJSON(f face) faceJSON {
-	return faceJSON{
+func (f face) json() rekognitionwire.Face {
+	return rekognitionwire.Face{
 		FaceId:                 f.id,
 		BoundingBox:            wholeFace,
 		ImageId:                f.imageID,
@@ -243,24 +168,9 @@ func (e *Emulator) faceJSON(f face) faceJSON {
 }
 
 func (e *Emulator) indexFaces(body []byte) (any, *apiError) {
-	var in struct {
-		CollectionId    string
-		Image           *imageInput
-		ExternalImageId *string
-		MaxFaces        *int
-		QualityFilter   string
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
-		return nil, err
-	}
-	if in.ExternalImageId != nil && !externalImageIDPattern.MatchString(*in.ExternalImageId) {
-		return nil, errorf("ValidationException", "1 validation error detected: Value '%s' at 'externalImageId' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.\\-:]+", *in.ExternalImageId)
-	}
-	if in.MaxFaces != nil && *in.MaxFaces < 1 {
-		return nil, errorf("InvalidParameterException", "Request has invalid parameters")
+	in, aerr := rekognitionwire.DecodeIndex(body)
+	if aerr != nil {
+		return nil, aerr
 	}
 	d, aerr := checkImage(in.Image)
 	if aerr != nil {
@@ -269,16 +179,16 @@ func (e *Emulator) indexFaces(body []byte) (any, *apiError) {
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	c, ok := e.collections[in.CollectionId]
-	if !ok {
-		return nil, notFound(in.CollectionId)
+	c, aerr := e.collections.Get(in.CollectionId)
+	if aerr != nil {
+		return nil, aerr
 	}
 	out := map[string]any{
 		"FaceModelVersion": FaceModelVersion,
 		"FaceRecords":      []any{},
 		"UnindexedFaces":   []any{},
 	}
-	filtered := in.QualityFilter != "NONE" // absent means AUTO
+	filtered := in.Quality() != "NONE"
 	switch {
 	case e.noFace[d]:
 		return out, nil
@@ -289,17 +199,13 @@ func (e *Emulator) indexFaces(body []byte) (any, *apiError) {
 		}}
 		return out, nil
 	}
-	f := face{id: uuid.NewString(), imageID: uuid.NewString(), image: d}
-	if in.ExternalImageId != nil {
-		f.externalImageID = *in.ExternalImageId
-	}
-	c.faces = append(c.faces, f)
-	if err := e.save(); err != nil {
-		c.faces = c.faces[:len(c.faces)-1]
-		return nil, err
+	f := face{id: uuid.NewString(), imageID: uuid.NewString(), externalImageID: in.ExternalImageID(), image: d}
+	c.Faces = append(c.Faces, f)
+	if aerr := e.commit(func() { c.Faces = c.Faces[:len(c.Faces)-1] }); aerr != nil {
+		return nil, aerr
 	}
 	out["FaceRecords"] = []any{map[string]any{
-		"Face":       e.faceJSON(f),
+		"Face":       f.json(),
 		"FaceDetail": map[string]any{"BoundingBox": wholeFace, "Confidence": 99.98},
 	}}
 	return out, nil
@@ -307,7 +213,7 @@ func (e *Emulator) indexFaces(body []byte) (any, *apiError) {
 
 func (e *Emulator) detectFaces(body []byte) (any, *apiError) {
 	var in struct {
-		Image      *imageInput
+		Image      *rekognitionwire.ImageInput
 		Attributes []string
 	}
 	if err := decode(body, &in); err != nil {
@@ -332,13 +238,4 @@ func (e *Emulator) detectFaces(body []byte) (any, *apiError) {
 		})
 	}
 	return map[string]any{"FaceDetails": details}, nil
-}
-
-// collectionArg decodes and checks the input of an operation taking only a
-// CollectionId.
-func collectionArg(body []byte) (in struct{ CollectionId string }, err *apiError) {
-	if err = decode(body, &in); err == nil {
-		err = checkCollectionID(in.CollectionId)
-	}
-	return in, err
 }

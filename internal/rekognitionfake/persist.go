@@ -2,17 +2,12 @@ package rekognitionfake
 
 import (
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"strings"
-	"time"
 
-	"github.com/challenge-v3/challenge-v3/internal/awsjson"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionwire"
 )
 
 // Optional persistence of the emulated collections and faces, so that a
@@ -20,25 +15,9 @@ import (
 // would. The test controls (no-face images, same-person declarations,
 // faults, latency, call counts) are not persisted: they belong to one run.
 
-// stateVersion is the format of the state file; a file of another version is
-// refused rather than guessed at.
-const stateVersion = 1
-
-type stateFile struct {
-	Version     int               `json:"version"`
-	Collections []collectionState `json:"collections"`
-}
-
-type collectionState struct {
-	ID      string      `json:"id"`
-	Created time.Time   `json:"created"`
-	Faces   []faceState `json:"faces"`
-}
-
+// faceState is a face in the state file.
 type faceState struct {
-	FaceID          string `json:"face_id"`
-	ImageID         string `json:"image_id"`
-	ExternalImageID string `json:"external_image_id,omitempty"`
+	rekognitionwire.StoredFace
 	// ImageSHA256 is the digest of the indexed bytes, which is how the
 	// emulator matches a later search; the image itself is not kept.
 	ImageSHA256 string `json:"image_sha256"`
@@ -60,16 +39,11 @@ func OpenEmulator(path string) (*Emulator, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("rekognitionfake: state directory: %w", err)
 	}
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("rekognitionfake: read state: %w", err)
-	default:
-		if err := e.load(b); err != nil {
-			return nil, fmt.Errorf("rekognitionfake: state file %s: %w (delete it to start with no collections)", path, err)
-		}
+	collections, err := rekognitionwire.ReadState(path, loadFace)
+	if err != nil {
+		return nil, fmt.Errorf("rekognitionfake: state file %s: %w (delete it to start with no collections)", path, err)
 	}
+	e.collections = collections
 	// Written once now, so an unwritable location fails here rather than on
 	// the first IndexFaces.
 	e.mu.Lock()
@@ -80,40 +54,20 @@ func OpenEmulator(path string) (*Emulator, error) {
 	return e, nil
 }
 
-// load replaces the emulator's collections with those encoded in b.
-func (e *Emulator) load(b []byte) error {
-	var st stateFile
-	if err := json.Unmarshal(b, &st); err != nil {
-		return err
+// storeFace and loadFace convert between a face and its stored form.
+func storeFace(f face) faceState {
+	return faceState{
+		StoredFace:  rekognitionwire.StoredFace{FaceID: f.id, ImageID: f.imageID, ExternalImageID: f.externalImageID},
+		ImageSHA256: hex.EncodeToString(f.image[:]),
 	}
-	if st.Version != stateVersion {
-		return fmt.Errorf("version %d, want %d", st.Version, stateVersion)
+}
+
+func loadFace(s faceState) (face, error) {
+	raw, err := hex.DecodeString(s.ImageSHA256)
+	if err != nil || len(raw) != len(digest{}) {
+		return face{}, errors.New("image_sha256 is not a SHA-256 in hex")
 	}
-	collections := map[string]*collection{}
-	for _, cs := range st.Collections {
-		if checkCollectionID(cs.ID) != nil {
-			return fmt.Errorf("invalid collection id %q", cs.ID)
-		}
-		if _, dup := collections[cs.ID]; dup {
-			return fmt.Errorf("collection %q listed twice", cs.ID)
-		}
-		c := &collection{id: cs.ID, created: cs.Created}
-		for _, f := range cs.Faces {
-			raw, err := hex.DecodeString(f.ImageSHA256)
-			if err != nil || len(raw) != len(digest{}) {
-				return fmt.Errorf("collection %q: face %q: image_sha256 is not a SHA-256 in hex", cs.ID, f.FaceID)
-			}
-			if f.FaceID == "" {
-				return fmt.Errorf("collection %q: a face without face_id", cs.ID)
-			}
-			c.faces = append(c.faces, face{id: f.FaceID, imageID: f.ImageID, externalImageID: f.ExternalImageID, image: digest(raw)})
-		}
-		collections[cs.ID] = c
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.collections = collections
-	return nil
+	return face{id: s.FaceID, imageID: s.ImageID, externalImageID: s.ExternalImageID, image: digest(raw)}, nil
 }
 
 // save writes the collections to the state file, when there is one. The
@@ -123,21 +77,18 @@ func (e *Emulator) save() *apiError {
 	if e.path == "" {
 		return nil
 	}
-	st := stateFile{Version: stateVersion, Collections: []collectionState{}}
-	for _, c := range e.collections {
-		cs := collectionState{ID: c.id, Created: c.created, Faces: []faceState{}}
-		for _, f := range c.faces {
-			cs.Faces = append(cs.Faces, faceState{FaceID: f.id, ImageID: f.imageID, ExternalImageID: f.externalImageID, ImageSHA256: hex.EncodeToString(f.image[:])})
-		}
-		st.Collections = append(st.Collections, cs)
-	}
-	slices.SortFunc(st.Collections, func(a, b collectionState) int { return strings.Compare(a.ID, b.ID) })
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err == nil {
-		err = awsjson.WriteFileAtomic(e.path, append(b, '\n'))
-	}
-	if err != nil {
+	if err := rekognitionwire.WriteState(e.path, e.collections, storeFace, "  "); err != nil {
 		return errorf("InternalServerError", "emulator state not saved: %v", err)
 	}
 	return nil
+}
+
+// commit saves a change the caller (holding e.mu) made to the collections,
+// or reverts it with undo and answers why.
+func (e *Emulator) commit(undo func()) *apiError {
+	aerr := e.save()
+	if aerr != nil {
+		undo()
+	}
+	return aerr
 }
