@@ -5,49 +5,22 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionwire"
 )
 
 // The collection operations: CreateCollection, DescribeCollection,
 // ListCollections, DeleteCollection, ListFaces and DeleteFaces.
 
-var (
-	collectionIDPattern    = regexp.MustCompile(`^[a-zA-Z0-9_.\-]{1,255}$`)
-	externalImageIDPattern = regexp.MustCompile(`^[a-zA-Z0-9_.\-:]{1,255}$`)
-	faceIDPattern          = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
-)
+var faceIDPattern = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
 
 const (
 	maxListResults     = 4096
 	defaultListResults = 1000
 )
 
-func checkCollectionID(id string) *apiError {
-	if !collectionIDPattern.MatchString(id) {
-		return errorf("ValidationException", "1 validation error detected: Value '%s' at 'collectionId' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.\\-]+", id)
-	}
-	return nil
-}
-
-func notFound(id string) *apiError {
-	return errorf("ResourceNotFoundException", "The collection id: %s does not exist", id)
-}
-
-func arn(region, id string) string {
-	return "aws:rekognition:" + region + ":" + AccountID + ":collection/" + id
-}
-
-// faceJSON is Rekognition's Face shape.
-type faceJSON struct {
-	FaceId                 string
-	BoundingBox            boundingBox
-	ImageId                string
-	ExternalImageId        string `json:",omitempty"`
-	Confidence             float64
-	IndexFacesModelVersion string
-}
-
-func (f face) json() faceJSON {
-	return faceJSON{
+func (f face) json() rekognitionwire.Face {
+	return rekognitionwire.Face{
 		FaceId:                 f.id,
 		BoundingBox:            f.box,
 		ImageId:                f.imageID,
@@ -57,65 +30,38 @@ func (f face) json() faceJSON {
 	}
 }
 
-type collectionInput struct{ CollectionId string }
-
 func (s *Server) createCollection(_ *http.Request, c call) (any, *apiError) {
-	in, aerr := collectionArg(c.body)
+	id, aerr := rekognitionwire.CollectionArg(c.body)
 	if aerr != nil {
 		return nil, aerr
 	}
-	err := s.change(func() (func(), *apiError) {
-		if _, ok := s.collections[in.CollectionId]; ok {
-			return nil, errorf("ResourceAlreadyExistsException", "The collection id: %s already exists", in.CollectionId)
-		}
-		s.collections[in.CollectionId] = &collection{id: in.CollectionId, created: s.now().UTC()}
-		return func() { delete(s.collections, in.CollectionId) }, nil
-	})
-	if err != nil {
-		return nil, err
+	if aerr := s.change(func() (func(), *apiError) { return s.collections.Create(id, s.now().UTC()) }); aerr != nil {
+		return nil, aerr
 	}
-	return map[string]any{
-		"CollectionArn":    arn(c.region, in.CollectionId),
-		"FaceModelVersion": FaceModelVersion,
-		"StatusCode":       200,
-	}, nil
+	return rekognitionwire.CreateOutput(rekognitionwire.ARN(c.region, id), FaceModelVersion), nil
 }
 
 func (s *Server) describeCollection(_ *http.Request, c call) (any, *apiError) {
-	in, aerr := collectionArg(c.body)
+	id, aerr := rekognitionwire.CollectionArg(c.body)
 	if aerr != nil {
 		return nil, aerr
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	col, ok := s.collections[in.CollectionId]
-	if !ok {
-		return nil, notFound(in.CollectionId)
-	}
-	return map[string]any{
-		"CollectionARN":     arn(c.region, col.id),
-		"CreationTimestamp": float64(col.created.UnixMilli()) / 1000,
-		"FaceCount":         len(col.faces),
-		"FaceModelVersion":  FaceModelVersion,
-		"UserCount":         0,
-	}, nil
-}
-
-func (s *Server) deleteCollection(_ *http.Request, c call) (any, *apiError) {
-	in, aerr := collectionArg(c.body)
+	col, aerr := s.collections.Get(id)
 	if aerr != nil {
 		return nil, aerr
 	}
-	err := s.change(func() (func(), *apiError) {
-		col, ok := s.collections[in.CollectionId]
-		if !ok {
-			return nil, notFound(in.CollectionId)
-		}
-		delete(s.collections, in.CollectionId)
-		return func() { s.collections[in.CollectionId] = col }, nil
-	})
-	if err != nil {
-		return nil, err
+	return col.DescribeOutput(rekognitionwire.ARN(c.region, col.ID), FaceModelVersion), nil
+}
+
+func (s *Server) deleteCollection(_ *http.Request, c call) (any, *apiError) {
+	id, aerr := rekognitionwire.CollectionArg(c.body)
+	if aerr != nil {
+		return nil, aerr
+	}
+	if aerr := s.change(func() (func(), *apiError) { return s.collections.Delete(id) }); aerr != nil {
+		return nil, aerr
 	}
 	return map[string]any{"StatusCode": 200}, nil
 }
@@ -162,12 +108,8 @@ func (s *Server) listCollections(_ *http.Request, c call) (any, *apiError) {
 		return nil, aerr
 	}
 	s.mu.Lock()
-	ids := make([]string, 0, len(s.collections))
-	for id := range s.collections {
-		ids = append(ids, id)
-	}
+	ids := s.collections.IDs()
 	s.mu.Unlock()
-	slices.Sort(ids)
 	start, _ := slices.BinarySearch(ids, from)
 	ids = ids[start:]
 	out := map[string]any{}
@@ -194,7 +136,7 @@ func (s *Server) listFaces(_ *http.Request, c call) (any, *apiError) {
 	if err := decode(c.body, &in); err != nil {
 		return nil, err
 	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
+	if err := rekognitionwire.CheckCollectionID(in.CollectionId); err != nil {
 		return nil, err
 	}
 	n, aerr := pageSize(in.MaxResults)
@@ -212,11 +154,11 @@ func (s *Server) listFaces(_ *http.Request, c call) (any, *apiError) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	col, ok := s.collections[in.CollectionId]
-	if !ok {
-		return nil, notFound(in.CollectionId)
+	col, aerr := s.collections.Get(in.CollectionId)
+	if aerr != nil {
+		return nil, aerr
 	}
-	faces := col.faces
+	faces := col.Faces
 	if from != "" {
 		i := slices.IndexFunc(faces, func(f face) bool { return f.id == from })
 		if i < 0 {
@@ -224,7 +166,7 @@ func (s *Server) listFaces(_ *http.Request, c call) (any, *apiError) {
 		}
 		faces = faces[i:]
 	}
-	list := []faceJSON{}
+	list := []rekognitionwire.Face{}
 	out := map[string]any{"FaceModelVersion": FaceModelVersion}
 	for _, f := range faces {
 		if len(in.FaceIds) > 0 && !slices.Contains(in.FaceIds, f.id) {
@@ -255,7 +197,7 @@ func (s *Server) deleteFaces(_ *http.Request, c call) (any, *apiError) {
 	if err := decode(c.body, &in); err != nil {
 		return nil, err
 	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
+	if err := rekognitionwire.CheckCollectionID(in.CollectionId); err != nil {
 		return nil, err
 	}
 	if len(in.FaceIds) < 1 || len(in.FaceIds) > maxListResults {
@@ -273,21 +215,21 @@ func (s *Server) deleteFaces(_ *http.Request, c call) (any, *apiError) {
 	}
 	failed := []failure{}
 	err := s.change(func() (func(), *apiError) {
-		col, ok := s.collections[in.CollectionId]
-		if !ok {
-			return nil, notFound(in.CollectionId)
+		col, aerr := s.collections.Get(in.CollectionId)
+		if aerr != nil {
+			return nil, aerr
 		}
-		before := col.faces
-		kept := make([]face, 0, len(col.faces))
-		for _, f := range col.faces {
+		before := col.Faces
+		kept := make([]face, 0, len(col.Faces))
+		for _, f := range col.Faces {
 			if slices.Contains(in.FaceIds, f.id) {
 				deleted = append(deleted, f.id)
 				continue
 			}
 			kept = append(kept, f)
 		}
-		col.faces = kept
-		return func() { col.faces = before }, nil
+		col.Faces = kept
+		return func() { col.Faces = before }, nil
 	})
 	if err != nil {
 		return nil, err
@@ -300,13 +242,4 @@ func (s *Server) deleteFaces(_ *http.Request, c call) (any, *apiError) {
 		}
 	}
 	return map[string]any{"DeletedFaces": deleted, "UnsuccessfulFaceDeletions": failed}, nil
-}
-
-// collectionArg decodes and checks the input of an operation taking only a
-// CollectionId.
-func collectionArg(body []byte) (in collectionInput, err *apiError) {
-	if err = decode(body, &in); err == nil {
-		err = checkCollectionID(in.CollectionId)
-	}
-	return in, err
 }

@@ -10,22 +10,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/challenge-v3/challenge-v3/facerec"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionwire"
 )
 
 // The operations that look at an image: IndexFaces, SearchFacesByImage and
 // DetectFaces.
 
-const (
-	noFaceMessage = "There are no faces in the image. Should be at least 1."
-	// minImageSide is Rekognition's minimum image dimension.
-	minImageSide = 80
-	// defaultMatchThreshold is Rekognition's default FaceMatchThreshold.
-	defaultMatchThreshold = 80.0
-	// defaultIndexMaxFaces is how many faces IndexFaces indexes at most
-	// when MaxFaces is not given (Rekognition indexes up to 100).
-	defaultIndexMaxFaces = 100
-	maxSearchFaces       = 4096
-)
+// minImageSide is Rekognition's minimum image dimension.
+const minImageSide = 80
 
 var errTooSmall = errors.New("image smaller than 80 px a side")
 
@@ -41,16 +33,10 @@ var imageErrors = []struct {
 	{errTooSmall, "InvalidParameterException", "Request has invalid parameters"},
 }
 
-type imageInput struct {
-	Bytes    []byte
-	S3Object any
-}
-
-// boundingBox is Rekognition's BoundingBox: ratios of the image's width and
-// height, which may leave [0, 1] for a face at the border.
-type boundingBox struct {
-	Width, Height, Left, Top float64
-}
+type (
+	imageInput  = rekognitionwire.ImageInput
+	boundingBox = rekognitionwire.BoundingBox
+)
 
 type landmarkJSON struct {
 	Type string
@@ -66,11 +52,8 @@ type faceDetail struct {
 // decodeImage validates the request's image as Rekognition does and
 // decodes it.
 func decodeImage(in *imageInput) (*facerec.Image, *apiError) {
-	if in == nil || (in.Bytes == nil && in.S3Object == nil) {
-		return nil, errorf("InvalidParameterException", "Request has invalid parameters")
-	}
-	if in.S3Object != nil {
-		return nil, errorf("InvalidS3ObjectException", "S3 objects are not supported by rekognition-local: send the image bytes")
+	if aerr := in.Check("S3 objects are not supported by rekognition-local: send the image bytes"); aerr != nil {
+		return nil, aerr
 	}
 	img, err := facerec.Decode(in.Bytes, facerec.DefaultLimits)
 	if err == nil && (img.Width() < minImageSide || img.Height() < minImageSide) {
@@ -169,46 +152,26 @@ func qualityReasons(f facerec.Face, a *analysis, q string) []string {
 	return reasons
 }
 
-func (s *Server) collectionExists(id string) bool {
+// checkExists answers ResourceNotFoundException before an image is
+// analysed for a collection that does not exist.
+func (s *Server) checkExists(id string) *apiError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.collections[id]
-	return ok
+	_, aerr := s.collections.Get(id)
+	return aerr
 }
 
 func (s *Server) indexFaces(r *http.Request, c call) (any, *apiError) {
-	var in struct {
-		CollectionId    string
-		Image           *imageInput
-		ExternalImageId *string
-		MaxFaces        *int
-		QualityFilter   *string
+	in, aerr := rekognitionwire.DecodeIndex(c.body)
+	if aerr != nil {
+		return nil, aerr
 	}
-	if err := decode(c.body, &in); err != nil {
-		return nil, err
-	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
-		return nil, err
-	}
-	if in.ExternalImageId != nil && !externalImageIDPattern.MatchString(*in.ExternalImageId) {
-		return nil, errorf("ValidationException", "1 validation error detected: Value '%s' at 'externalImageId' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.\\-:]+", *in.ExternalImageId)
-	}
-	maxFaces := defaultIndexMaxFaces
-	if in.MaxFaces != nil {
-		if *in.MaxFaces < 1 {
-			return nil, errorf("InvalidParameterException", "Request has invalid parameters")
-		}
-		maxFaces = *in.MaxFaces
-	}
-	quality := "AUTO" // IndexFaces' default
-	if in.QualityFilter != nil {
-		quality = *in.QualityFilter
-	}
+	maxFaces, quality := in.FaceLimit(), in.Quality()
 	if err := checkQualityFilter(quality); err != nil {
 		return nil, err
 	}
-	if !s.collectionExists(in.CollectionId) {
-		return nil, notFound(in.CollectionId)
+	if aerr := s.checkExists(in.CollectionId); aerr != nil {
+		return nil, aerr
 	}
 	p, aerr := s.look(r.Context(), in.Image)
 	if aerr != nil {
@@ -216,7 +179,7 @@ func (s *Server) indexFaces(r *http.Request, c call) (any, *apiError) {
 	}
 
 	type record struct {
-		Face       faceJSON
+		Face       rekognitionwire.Face
 		FaceDetail faceDetail
 	}
 	type unindexed struct {
@@ -246,22 +209,22 @@ func (s *Server) indexFaces(r *http.Request, c call) (any, *apiError) {
 			continue
 		}
 		detail.Landmarks = landmarks(d.detail.Landmarks, p.a)
-		nf := face{id: uuid.NewString(), imageID: imageID, box: detail.BoundingBox, confidence: detail.Confidence, descriptor: d.detail.Descriptor}
-		if in.ExternalImageId != nil {
-			nf.externalImageID = *in.ExternalImageId
+		nf := face{
+			id: uuid.NewString(), imageID: imageID, externalImageID: in.ExternalImageID(),
+			box: detail.BoundingBox, confidence: detail.Confidence, descriptor: d.detail.Descriptor,
 		}
 		added = append(added, nf)
 		records = append(records, record{Face: nf.json(), FaceDetail: detail})
 	}
 	if len(added) > 0 {
 		err := s.change(func() (func(), *apiError) {
-			col, ok := s.collections[in.CollectionId]
-			if !ok { // deleted during the analysis
-				return nil, notFound(in.CollectionId)
+			col, aerr := s.collections.Get(in.CollectionId) // deleted during the analysis?
+			if aerr != nil {
+				return nil, aerr
 			}
-			before := col.faces
-			col.faces = append(slices.Clip(col.faces), added...)
-			return func() { col.faces = before }, nil
+			before := col.Faces
+			col.Faces = append(slices.Clip(col.Faces), added...)
+			return func() { col.Faces = before }, nil
 		})
 		if err != nil {
 			return nil, err
@@ -275,39 +238,20 @@ func (s *Server) indexFaces(r *http.Request, c call) (any, *apiError) {
 }
 
 func (s *Server) searchFacesByImage(r *http.Request, c call) (any, *apiError) {
-	var in struct {
-		CollectionId       string
-		Image              *imageInput
-		FaceMatchThreshold *float64
-		MaxFaces           *int
-		QualityFilter      *string
+	in, aerr := rekognitionwire.DecodeSearch(c.body)
+	if aerr != nil {
+		return nil, aerr
 	}
-	if err := decode(c.body, &in); err != nil {
-		return nil, err
+	threshold, maxFaces, aerr := in.Limits()
+	if aerr != nil {
+		return nil, aerr
 	}
-	if err := checkCollectionID(in.CollectionId); err != nil {
-		return nil, err
-	}
-	threshold := defaultMatchThreshold
-	if in.FaceMatchThreshold != nil {
-		threshold = *in.FaceMatchThreshold
-	}
-	maxFaces := maxSearchFaces
-	if in.MaxFaces != nil {
-		maxFaces = *in.MaxFaces
-	}
-	if threshold < 0 || threshold > 100 || maxFaces < 1 || maxFaces > maxSearchFaces {
-		return nil, errorf("InvalidParameterException", "Request has invalid parameters")
-	}
-	quality := "NONE" // SearchFacesByImage's default
-	if in.QualityFilter != nil {
-		quality = *in.QualityFilter
-	}
+	quality := in.Quality()
 	if err := checkQualityFilter(quality); err != nil {
 		return nil, err
 	}
-	if !s.collectionExists(in.CollectionId) {
-		return nil, notFound(in.CollectionId)
+	if aerr := s.checkExists(in.CollectionId); aerr != nil {
+		return nil, aerr
 	}
 	p, aerr := s.look(r.Context(), in.Image)
 	if aerr != nil {
@@ -316,26 +260,26 @@ func (s *Server) searchFacesByImage(r *http.Request, c call) (any, *apiError) {
 	// The largest face is searched; without one (or when it fails the
 	// quality filter) Rekognition answers InvalidParameterException.
 	if len(p.a.faces) == 0 || qualityReasons(p.a.faces[0], p.a, quality) != nil {
-		return nil, errorf("InvalidParameterException", noFaceMessage)
+		return nil, rekognitionwire.NoFace()
 	}
 	d, aerr := s.describe(r.Context(), p, 0)
 	if aerr != nil {
 		return nil, aerr
 	}
 	if d.err != nil {
-		return nil, errorf("InvalidParameterException", noFaceMessage)
+		return nil, rekognitionwire.NoFace()
 	}
 	searched := d.detail
 
 	type match struct {
 		Similarity float64
-		Face       faceJSON
+		Face       rekognitionwire.Face
 	}
 	matches := []match{}
 	s.mu.Lock()
-	col, ok := s.collections[in.CollectionId]
-	if ok {
-		for _, f := range col.faces {
+	col, aerr := s.collections.Get(in.CollectionId) // deleted during the analysis?
+	if aerr == nil {
+		for _, f := range col.Faces {
 			sim := round(facerec.Similarity(facerec.Distance(searched.Descriptor, f.descriptor)))
 			if sim >= threshold {
 				matches = append(matches, match{Similarity: sim, Face: f.json()})
@@ -343,23 +287,11 @@ func (s *Server) searchFacesByImage(r *http.Request, c call) (any, *apiError) {
 		}
 	}
 	s.mu.Unlock()
-	if !ok {
-		return nil, notFound(in.CollectionId)
-	}
-	slices.SortStableFunc(matches, func(a, b match) int {
-		switch {
-		case a.Similarity > b.Similarity:
-			return -1
-		case a.Similarity < b.Similarity:
-			return 1
-		}
-		return 0
-	})
-	if len(matches) > maxFaces {
-		matches = matches[:maxFaces]
+	if aerr != nil {
+		return nil, aerr
 	}
 	return map[string]any{
-		"FaceMatches":             matches,
+		"FaceMatches":             rekognitionwire.SortMatches(matches, func(m match) float64 { return m.Similarity }, maxFaces),
 		"FaceModelVersion":        FaceModelVersion,
 		"SearchedFaceBoundingBox": relBox(searched.Box, p.a),
 		"SearchedFaceConfidence":  confidence(searched.Face),

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/challenge-v3/challenge-v3/facerec"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionwire"
 )
 
 // FaceModelVersion is the face model version the server reports: the
@@ -37,7 +38,7 @@ import (
 const FaceModelVersion = "face-api-1.7.15"
 
 // AccountID appears in the collection ARNs.
-const AccountID = "000000000000"
+const AccountID = rekognitionwire.AccountID
 
 // Options configure a Server.
 type Options struct {
@@ -65,7 +66,7 @@ type Server struct {
 	recent analysisCache
 
 	mu          sync.Mutex // guards collections and writes of the state file
-	collections map[string]*collection
+	collections rekognitionwire.Collections[face]
 }
 
 // New loads the collections from opts.Dir and returns a Server serving
@@ -131,7 +132,7 @@ func (s *Server) Faces() int {
 	defer s.mu.Unlock()
 	n := 0
 	for _, c := range s.collections {
-		n += len(c.faces)
+		n += len(c.Faces)
 	}
 	return n
 }

@@ -3,18 +3,11 @@ package rekognitionlocal
 import (
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io/fs"
 	"math"
-	"os"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/challenge-v3/challenge-v3/facerec"
-	"github.com/challenge-v3/challenge-v3/internal/awsjson"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionwire"
 )
 
 // The collections and their faces, kept in one file in the data folder and
@@ -22,18 +15,10 @@ import (
 // crash leaves the old state or the new one. A rewrite costs about 1 KB per
 // face: fine for the thousands of faces of a development stack.
 
-// stateVersion is the format of the state file; another version is refused
-// rather than guessed at.
-const stateVersion = 1
-
 // StateFile is the name of the state file in the data folder.
 const StateFile = "collections.json"
 
-type collection struct {
-	id      string
-	created time.Time
-	faces   []face
-}
+type collection = rekognitionwire.Collection[face]
 
 // face is an indexed face: what ListFaces and a match answer, and the
 // descriptor searches compare.
@@ -44,90 +29,43 @@ type face struct {
 	descriptor                   facerec.Descriptor
 }
 
-type stateFile struct {
-	Version     int               `json:"version"`
-	Collections []collectionState `json:"collections"`
-}
-
-type collectionState struct {
-	ID      string      `json:"id"`
-	Created time.Time   `json:"created"`
-	Faces   []faceState `json:"faces"`
-}
-
+// faceState is a face in the state file.
 type faceState struct {
-	FaceID          string      `json:"face_id"`
-	ImageID         string      `json:"image_id"`
-	ExternalImageID string      `json:"external_image_id,omitempty"`
-	BoundingBox     boundingBox `json:"bounding_box"`
-	Confidence      float64     `json:"confidence"`
+	rekognitionwire.StoredFace
+	BoundingBox boundingBox `json:"bounding_box"`
+	Confidence  float64     `json:"confidence"`
 	// Descriptor is the 128 float32 values, little-endian, in base64.
 	Descriptor string `json:"descriptor"`
 }
 
 // loadState reads the collections from path; a missing file is no
 // collections.
-func loadState(path string) (map[string]*collection, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return map[string]*collection{}, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var st stateFile
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, err
-	}
-	if st.Version != stateVersion {
-		return nil, fmt.Errorf("version %d, want %d", st.Version, stateVersion)
-	}
-	out := map[string]*collection{}
-	for _, cs := range st.Collections {
-		if checkCollectionID(cs.ID) != nil {
-			return nil, fmt.Errorf("invalid collection id %q", cs.ID)
-		}
-		if _, dup := out[cs.ID]; dup {
-			return nil, fmt.Errorf("collection %q listed twice", cs.ID)
-		}
-		c := &collection{id: cs.ID, created: cs.Created}
-		for _, f := range cs.Faces {
-			d, err := decodeDescriptor(f.Descriptor)
-			if err != nil {
-				return nil, fmt.Errorf("collection %q, face %q: %w", cs.ID, f.FaceID, err)
-			}
-			if f.FaceID == "" {
-				return nil, fmt.Errorf("collection %q: a face without face_id", cs.ID)
-			}
-			c.faces = append(c.faces, face{
-				id: f.FaceID, imageID: f.ImageID, externalImageID: f.ExternalImageID,
-				box: f.BoundingBox, confidence: f.Confidence, descriptor: d,
-			})
-		}
-		out[cs.ID] = c
-	}
-	return out, nil
+func loadState(path string) (rekognitionwire.Collections[face], error) {
+	return rekognitionwire.ReadState(path, loadFace)
 }
 
 // saveState writes the collections to path.
-func saveState(path string, collections map[string]*collection) error {
-	st := stateFile{Version: stateVersion, Collections: []collectionState{}}
-	for _, c := range collections {
-		cs := collectionState{ID: c.id, Created: c.created, Faces: []faceState{}}
-		for _, f := range c.faces {
-			cs.Faces = append(cs.Faces, faceState{
-				FaceID: f.id, ImageID: f.imageID, ExternalImageID: f.externalImageID,
-				BoundingBox: f.box, Confidence: f.confidence, Descriptor: encodeDescriptor(f.descriptor),
-			})
-		}
-		st.Collections = append(st.Collections, cs)
+func saveState(path string, collections rekognitionwire.Collections[face]) error {
+	return rekognitionwire.WriteState(path, collections, storeFace, " ")
+}
+
+// storeFace and loadFace convert between a face and its stored form.
+func storeFace(f face) faceState {
+	return faceState{
+		StoredFace:  rekognitionwire.StoredFace{FaceID: f.id, ImageID: f.imageID, ExternalImageID: f.externalImageID},
+		BoundingBox: f.box, Confidence: f.confidence, Descriptor: encodeDescriptor(f.descriptor),
 	}
-	slices.SortFunc(st.Collections, func(a, b collectionState) int { return strings.Compare(a.ID, b.ID) })
-	b, err := json.MarshalIndent(st, "", " ")
+}
+
+func loadFace(s faceState) (face, error) {
+	d, err := decodeDescriptor(s.Descriptor)
 	if err != nil {
-		return err
+		return face{}, err
 	}
-	return awsjson.WriteFileAtomic(path, append(b, '\n'))
+	return face{
+		id: s.FaceID, imageID: s.ImageID, externalImageID: s.ExternalImageID,
+		box: s.BoundingBox, confidence: s.Confidence, descriptor: d,
+	}, nil
 }
 
 func encodeDescriptor(d facerec.Descriptor) string {
