@@ -66,15 +66,25 @@ func (s *Server) deleteCollection(_ *http.Request, c call) (any, *apiError) {
 	return map[string]any{"StatusCode": 200}, nil
 }
 
-// pageSize is MaxResults within Rekognition's 0–4096 (absent or 0: 1000).
-func pageSize(max *int) (int, *apiError) {
-	switch {
+// pageInput is the paging input of the List operations.
+type pageInput struct {
+	MaxResults *int
+	NextToken  *string
+}
+
+// page is the page size, MaxResults within Rekognition's 0–4096 (absent or
+// 0: 1000), and the key of the first item, from NextToken ("": the first).
+func (in pageInput) page() (n int, from string, aerr *apiError) {
+	switch max := in.MaxResults; {
 	case max == nil || *max == 0:
-		return defaultListResults, nil
+		n = defaultListResults
 	case *max < 0 || *max > maxListResults:
-		return 0, errorf("ValidationException", "1 validation error detected: Value '%d' at 'maxResults' failed to satisfy constraint: Member must have value between 0 and 4096", *max)
+		return 0, "", errorf("ValidationException", "1 validation error detected: Value '%d' at 'maxResults' failed to satisfy constraint: Member must have value between 0 and 4096", *max)
+	default:
+		n = *max
 	}
-	return *max, nil
+	from, aerr = untoken(in.NextToken)
+	return n, from, aerr
 }
 
 // Pagination tokens are the key of the next item, opaque to clients.
@@ -92,18 +102,11 @@ func untoken(t *string) (string, *apiError) {
 }
 
 func (s *Server) listCollections(_ *http.Request, c call) (any, *apiError) {
-	var in struct {
-		MaxResults *int
-		NextToken  *string
-	}
+	var in pageInput
 	if err := decode(c.body, &in); err != nil {
 		return nil, err
 	}
-	n, aerr := pageSize(in.MaxResults)
-	if aerr != nil {
-		return nil, aerr
-	}
-	from, aerr := untoken(in.NextToken)
+	n, from, aerr := in.page()
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -129,9 +132,8 @@ func (s *Server) listCollections(_ *http.Request, c call) (any, *apiError) {
 func (s *Server) listFaces(_ *http.Request, c call) (any, *apiError) {
 	var in struct {
 		CollectionId string
-		MaxResults   *int
-		NextToken    *string
-		FaceIds      []string
+		pageInput
+		FaceIds []string
 	}
 	if err := decode(c.body, &in); err != nil {
 		return nil, err
@@ -139,11 +141,7 @@ func (s *Server) listFaces(_ *http.Request, c call) (any, *apiError) {
 	if err := rekognitionwire.CheckCollectionID(in.CollectionId); err != nil {
 		return nil, err
 	}
-	n, aerr := pageSize(in.MaxResults)
-	if aerr != nil {
-		return nil, aerr
-	}
-	from, aerr := untoken(in.NextToken)
+	n, from, aerr := in.page()
 	if aerr != nil {
 		return nil, aerr
 	}

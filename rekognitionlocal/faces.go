@@ -152,13 +152,20 @@ func qualityReasons(f facerec.Face, a *analysis, q string) []string {
 	return reasons
 }
 
-// checkExists answers ResourceNotFoundException before an image is
-// analysed for a collection that does not exist.
-func (s *Server) checkExists(id string) *apiError {
+// lookIn checks the quality filter asked for and that collection id
+// exists, as Rekognition does before it looks at the image, then looks at
+// the image.
+func (s *Server) lookIn(ctx context.Context, id, quality string, img *imageInput) (*photo, *apiError) {
+	if aerr := checkQualityFilter(quality); aerr != nil {
+		return nil, aerr
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	_, aerr := s.collections.Get(id)
-	return aerr
+	s.mu.Unlock()
+	if aerr != nil {
+		return nil, aerr
+	}
+	return s.look(ctx, img)
 }
 
 func (s *Server) indexFaces(r *http.Request, c call) (any, *apiError) {
@@ -167,13 +174,7 @@ func (s *Server) indexFaces(r *http.Request, c call) (any, *apiError) {
 		return nil, aerr
 	}
 	maxFaces, quality := in.FaceLimit(), in.Quality()
-	if err := checkQualityFilter(quality); err != nil {
-		return nil, err
-	}
-	if aerr := s.checkExists(in.CollectionId); aerr != nil {
-		return nil, aerr
-	}
-	p, aerr := s.look(r.Context(), in.Image)
+	p, aerr := s.lookIn(r.Context(), in.CollectionId, quality, in.Image)
 	if aerr != nil {
 		return nil, aerr
 	}
@@ -247,13 +248,7 @@ func (s *Server) searchFacesByImage(r *http.Request, c call) (any, *apiError) {
 		return nil, aerr
 	}
 	quality := in.Quality()
-	if err := checkQualityFilter(quality); err != nil {
-		return nil, err
-	}
-	if aerr := s.checkExists(in.CollectionId); aerr != nil {
-		return nil, aerr
-	}
-	p, aerr := s.look(r.Context(), in.Image)
+	p, aerr := s.lookIn(r.Context(), in.CollectionId, quality, in.Image)
 	if aerr != nil {
 		return nil, aerr
 	}
