@@ -104,6 +104,8 @@ type alias struct {
 	similarity float64
 }
 
+type collection = rekognitionwire.Collection[face]
+
 type face struct {
 	id, imageID, externalImageID string
 	image                        digest

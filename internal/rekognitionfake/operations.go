@@ -76,13 +76,21 @@ func (e *Emulator) describeCollection(body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
+	return e.inCollection(id, func(c *collection) (any, *apiError) {
+		return c.DescribeOutput(e.arn(c.ID), FaceModelVersion), nil
+	})
+}
+
+// inCollection answers with fn run on collection id while e.mu is held, or
+// with ResourceNotFoundException.
+func (e *Emulator) inCollection(id string, fn func(c *collection) (any, *apiError)) (any, *apiError) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c, aerr := e.collections.Get(id)
 	if aerr != nil {
 		return nil, aerr
 	}
-	return c.DescribeOutput(e.arn(c.ID), FaceModelVersion), nil
+	return fn(c)
 }
 
 // person resolves d to the digest identifying its person and d's declared
@@ -115,15 +123,15 @@ func (e *Emulator) searchFacesByImage(body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, aerr := e.collections.Get(in.CollectionId)
-	if aerr != nil {
-		return nil, aerr
-	}
 	quality := in.Quality()
 	filtered := quality != "" && quality != "NONE"
+	return e.inCollection(in.CollectionId, func(c *collection) (any, *apiError) {
+		return e.search(c, d, filtered, threshold, maxFaces)
+	})
+}
+
+// search answers SearchFacesByImage for image d in c; e.mu is held.
+func (e *Emulator) search(c *collection, d digest, filtered bool, threshold float64, maxFaces int) (any, *apiError) {
 	if e.noFace[d] || (filtered && e.lowQuality[d]) {
 		return nil, rekognitionwire.NoFace()
 	}
@@ -176,19 +184,19 @@ func (e *Emulator) indexFaces(body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
+	filtered := in.Quality() != "NONE" // absent means AUTO
+	return e.inCollection(in.CollectionId, func(c *collection) (any, *apiError) {
+		return e.index(c, d, filtered, in.ExternalImageID())
+	})
+}
 
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c, aerr := e.collections.Get(in.CollectionId)
-	if aerr != nil {
-		return nil, aerr
-	}
+// index answers IndexFaces for image d in c; e.mu is held.
+func (e *Emulator) index(c *collection, d digest, filtered bool, externalImageID string) (any, *apiError) {
 	out := map[string]any{
 		"FaceModelVersion": FaceModelVersion,
 		"FaceRecords":      []any{},
 		"UnindexedFaces":   []any{},
 	}
-	filtered := in.Quality() != "NONE"
 	switch {
 	case e.noFace[d]:
 		return out, nil
@@ -199,7 +207,7 @@ func (e *Emulator) indexFaces(body []byte) (any, *apiError) {
 		}}
 		return out, nil
 	}
-	f := face{id: uuid.NewString(), imageID: uuid.NewString(), externalImageID: in.ExternalImageID(), image: d}
+	f := face{id: uuid.NewString(), imageID: uuid.NewString(), externalImageID: externalImageID, image: d}
 	c.Faces = append(c.Faces, f)
 	if aerr := e.commit(func() { c.Faces = c.Faces[:len(c.Faces)-1] }); aerr != nil {
 		return nil, aerr
