@@ -58,8 +58,8 @@ func TestNATSClusterConfig(t *testing.T) {
 	if !slices.Equal(routes, clusterNodes) {
 		t.Errorf("routes to %v, want %v", routes, clusterNodes)
 	}
-	if opts.JetStreamKey != env["NATS_JETSTREAM_KEY"] || !opts.JetStream || !opts.SyncAlways {
-		t.Errorf("jetstream: key %q, enabled %v, sync always %v; want the key from $NATS_JETSTREAM_KEY, enabled, always",
+	if opts.JetStreamKey != p.Environment["NATS_JETSTREAM_KEY"] || !opts.JetStream || !opts.SyncAlways {
+		t.Errorf("jetstream: key %q, enabled %v, sync always %v; want .env's NATS_JETSTREAM_KEY, enabled, always",
 			opts.JetStreamKey, opts.JetStream, opts.SyncAlways)
 	}
 	if opts.MaxPayload != single.MaxPayload || opts.HTTPPort != single.HTTPPort || opts.Port != single.Port ||
@@ -300,4 +300,49 @@ func dotenvWithLine(t *testing.T, key, line string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestComposeNATSJetStreamKeyForms: the JetStream key of .env reaches
+// nats-server intact whatever its characters. nats-server reads a
+// variable's value as configuration, so an `openssl rand -base64 32` key
+// that begins with a digit (about one in six), or reads as a number, must
+// be handed quoted; unquoted, the single node and each cluster node would
+// refuse their configuration.
+func TestComposeNATSJetStreamKeyForms(t *testing.T) {
+	for _, key := range []string{
+		"4" + randomBase64(31),          // a digit first
+		"1e5" + randomHex(16),           // a float
+		strings.Repeat("1234567890", 4), // an integer
+		"+/=" + randomBase64(29),        // base64's punctuation first
+		"a-test-key-of-reasonable-length",
+	} {
+		t.Run(key[:4], func(t *testing.T) {
+			dotenv := dotenvWithLine(t, "NATS_JETSTREAM_KEY", "NATS_JETSTREAM_KEY="+key)
+			p, err := loadProject(t, dotenv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range loadedEnv(t, p, "nats") {
+				t.Setenv(k, v)
+			}
+			opts, err := server.ProcessConfigFile(natsConf)
+			if err != nil {
+				t.Fatalf("nats: %v", err)
+			}
+			if opts.JetStreamKey != key {
+				t.Errorf("nats: JetStream key %q, want %q from .env", opts.JetStreamKey, key)
+			}
+			p, err = loadProjectFiles(t, dotenv, []string{clusterOverride}, "nats-cluster")
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts, err = nodeConfig(t, loadedEnv(t, p, "nats-1"))
+			if err != nil {
+				t.Fatalf("nats-1: %v", err)
+			}
+			if opts.JetStreamKey != key {
+				t.Errorf("nats-1: JetStream key %q, want %q from .env", opts.JetStreamKey, key)
+			}
+		})
+	}
 }
