@@ -1,24 +1,21 @@
 package rekognitionlocal
 
 import (
-	"io"
 	"net/http"
 	"regexp"
-	"strings"
 
 	"github.com/challenge-v3/challenge-v3/internal/awsjson"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionwire"
 )
 
 // The awsJson1_1 wire protocol: request framing (POST /, X-Amz-Target, a
 // SigV4 Authorization header, JSON body), response framing and error
-// encoding. It follows internal/rekognitionfake/protocol.go, which the unit
-// tests' byte-identity double keeps; this copy drops the fault injection
-// and adds the region of the request's credential scope.
+// encoding. What it shares with the test double (internal/rekognitionfake)
+// is in internal/awsjson and internal/rekognitionwire; unlike the double it
+// injects no faults, and it answers in the region of the request's
+// credential scope.
 
-const (
-	targetPrefix  = "RekognitionService."
-	defaultRegion = "us-east-1"
-)
+const defaultRegion = "us-east-1"
 
 // The server answers in json.Marshal's form.
 const wire = awsjson.Compact
@@ -46,18 +43,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf("UnknownOperationException", "only POST / is served"))
 		return
 	}
-	name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
+	name, ok := rekognitionwire.Operation(r)
 	op := s.ops[name]
 	if !ok || op == nil {
 		writeError(w, errorf("UnknownOperationException", "operation %q is not implemented", name))
 		return
 	}
-	auth := r.Header.Get("Authorization")
-	if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 ") {
-		writeError(w, errorf("MissingAuthenticationTokenException", "Missing Authentication Token"))
+	if aerr := rekognitionwire.CheckSigned(r); aerr != nil {
+		writeError(w, aerr)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, awsjson.MaxRequestBody+1))
+	body, err := rekognitionwire.ReadBody(r)
 	if err != nil {
 		return // the client went away
 	}
@@ -65,7 +61,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errorf("ImageTooLargeException", "Image size is too large"))
 		return
 	}
-	out, aerr := op(r, call{body: body, region: regionOf(auth)})
+	out, aerr := op(r, call{body: body, region: regionOf(r.Header.Get("Authorization"))})
 	if aerr != nil {
 		if aerr.Code == "InternalServerError" {
 			s.log.Error("rekognition-local request failed", "operation", name, "error", aerr.Message)

@@ -1,19 +1,16 @@
 package rekognitionfake
 
 import (
-	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/challenge-v3/challenge-v3/internal/awsjson"
+	"github.com/challenge-v3/challenge-v3/internal/rekognitionwire"
 )
 
 // The awsJson1_1 wire protocol: request framing (POST /, X-Amz-Target, SigV4
 // header, JSON body), response framing and error encoding. The operations
 // themselves are in operations.go.
-
-const targetPrefix = "RekognitionService."
 
 // The emulator answers in json.Encoder's form, a newline after the JSON.
 const wire = awsjson.Line
@@ -32,19 +29,19 @@ func (e *Emulator) serve(w http.ResponseWriter, r *http.Request) {
 		e.writeError(w, &apiError{Status: http.StatusNotFound, Code: "UnknownOperationException", Message: "only POST / is served"})
 		return
 	}
-	op, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), targetPrefix)
+	op, ok := rekognitionwire.Operation(r)
 	if !ok || op == "" {
 		e.writeError(w, errorf("UnknownOperationException", "missing or foreign X-Amz-Target"))
 		return
 	}
-	if !strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") {
-		e.writeError(w, errorf("MissingAuthenticationTokenException", "Missing Authentication Token"))
+	if aerr := rekognitionwire.CheckSigned(r); aerr != nil {
+		e.writeError(w, aerr)
 		return
 	}
 
 	// Read the whole body first: only then does net/http notice a client
 	// that hangs up during the delay below and cancel r.Context().
-	body, err := io.ReadAll(io.LimitReader(r.Body, awsjson.MaxRequestBody+1))
+	body, err := rekognitionwire.ReadBody(r)
 	if err != nil {
 		return // client went away
 	}

@@ -2,6 +2,8 @@ package rekognitionwire_test
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
@@ -176,4 +178,34 @@ func codeOf(aerr *awsjson.Error) string {
 		return ""
 	}
 	return aerr.Code
+}
+
+func TestRequestFraming(t *testing.T) {
+	for _, tt := range []struct {
+		target, auth string
+		op           string
+		ok           bool
+		code         string
+	}{
+		{"RekognitionService.IndexFaces", "AWS4-HMAC-SHA256 Credential=AKID/20261201/eu-west-1/rekognition/aws4_request", "IndexFaces", true, ""},
+		{"", "AWS4-HMAC-SHA256 x", "", false, ""},
+		{"DynamoDB_20120810.GetItem", "AWS4-HMAC-SHA256 x", "DynamoDB_20120810.GetItem", false, ""},
+		{"RekognitionService.IndexFaces", "", "IndexFaces", true, "MissingAuthenticationTokenException"},
+		{"RekognitionService.IndexFaces", "Basic dXNlcjpwdw==", "IndexFaces", true, "MissingAuthenticationTokenException"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader("{}"))
+		r.Header.Set("X-Amz-Target", tt.target)
+		r.Header.Set("Authorization", tt.auth)
+		op, ok := rekognitionwire.Operation(r)
+		if op != tt.op || ok != tt.ok {
+			t.Errorf("%q: Operation = %q, %v; want %q, %v", tt.target, op, ok, tt.op, tt.ok)
+		}
+		if code := codeOf(rekognitionwire.CheckSigned(r)); code != tt.code {
+			t.Errorf("%q: CheckSigned = %q, want %q", tt.auth, code, tt.code)
+		}
+	}
+	long := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(strings.Repeat("x", awsjson.MaxRequestBody+10)))
+	if b, err := rekognitionwire.ReadBody(long); err != nil || len(b) != awsjson.MaxRequestBody+1 {
+		t.Errorf("ReadBody of a long body: %d bytes, %v; want MaxRequestBody+1", len(b), err)
+	}
 }
