@@ -26,12 +26,7 @@ func imageOf(b []byte) *types.Image { return &types.Image{Bytes: b} }
 // rest of the collection API, with real photos through the real SDK.
 func TestRecognitionThroughSDK(t *testing.T) {
 	ctx := context.Background()
-	srv := start(t, "")
-	c := sdkClient(srv.url)
-	col := aws.String("drivers")
-	if _, err := c.CreateCollection(ctx, &rekognition.CreateCollectionInput{CollectionId: col}); err != nil {
-		t.Fatal(err)
-	}
+	srv, c, col := startWithCollection(t)
 	grace := facetest.Bytes(t, facetest.GraceHopper)
 	astronaut := facetest.Bytes(t, facetest.Astronaut)
 	coffee := facetest.Bytes(t, facetest.Coffee)
@@ -160,12 +155,7 @@ func pngDeclaring(t *testing.T, w, h uint32) []byte {
 // does, never with a 500 or a dropped connection.
 func TestBadImages(t *testing.T) {
 	ctx := context.Background()
-	srv := start(t, "")
-	c := sdkClient(srv.url)
-	col := aws.String("drivers")
-	if _, err := c.CreateCollection(ctx, &rekognition.CreateCollectionInput{CollectionId: col}); err != nil {
-		t.Fatal(err)
-	}
+	_, c, col := startWithCollection(t)
 	grace := facetest.Bytes(t, facetest.GraceHopper)
 	var tiny bytes.Buffer
 	if err := png.Encode(&tiny, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
@@ -217,12 +207,7 @@ func TestBadImages(t *testing.T) {
 // TestMaxFaces: of two faces side by side, MaxFaces 1 indexes the larger.
 func TestMaxFaces(t *testing.T) {
 	ctx := context.Background()
-	srv := start(t, "")
-	c := sdkClient(srv.url)
-	col := aws.String("drivers")
-	if _, err := c.CreateCollection(ctx, &rekognition.CreateCollectionInput{CollectionId: col}); err != nil {
-		t.Fatal(err)
-	}
+	_, c, col := startWithCollection(t)
 	// grace_hopper next to the astronaut, whose face is half the size.
 	pair := image.NewNRGBA(image.Rect(0, 0, 1024, 512))
 	paste := func(img image.Image, x, y int) {

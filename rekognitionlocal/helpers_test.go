@@ -2,6 +2,7 @@ package rekognitionlocal_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -56,6 +57,19 @@ func start(t testing.TB, dir string) *server {
 	ts := httptest.NewServer(s.Handler())
 	t.Cleanup(ts.Close)
 	return &server{Server: s, url: ts.URL, dir: dir}
+}
+
+// startWithCollection starts a server with the empty collection "drivers"
+// and returns an SDK client for it, and the collection id.
+func startWithCollection(t *testing.T) (*server, *rekognition.Client, *string) {
+	t.Helper()
+	srv := start(t, "")
+	c := sdkClient(srv.url)
+	col := aws.String("drivers")
+	if _, err := c.CreateCollection(context.Background(), &rekognition.CreateCollectionInput{CollectionId: col}); err != nil {
+		t.Fatal(err)
+	}
+	return srv, c, col
 }
 
 // sdkClient is the real AWS SDK client without retries, so every call is
