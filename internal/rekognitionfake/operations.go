@@ -123,15 +123,14 @@ func (e *Emulator) searchFacesByImage(body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	quality := in.Quality()
-	filtered := quality != "" && quality != "NONE"
 	return e.inCollection(in.CollectionId, func(c *collection) (any, *apiError) {
-		return e.search(c, d, filtered, threshold, maxFaces)
+		return e.search(c, d, in.Quality(), threshold, maxFaces)
 	})
 }
 
 // search answers SearchFacesByImage for image d in c; e.mu is held.
-func (e *Emulator) search(c *collection, d digest, filtered bool, threshold float64, maxFaces int) (any, *apiError) {
+func (e *Emulator) search(c *collection, d digest, quality string, threshold float64, maxFaces int) (any, *apiError) {
+	filtered := quality != "" && quality != "NONE"
 	if e.noFace[d] || (filtered && e.lowQuality[d]) {
 		return nil, rekognitionwire.NoFace()
 	}
@@ -184,14 +183,14 @@ func (e *Emulator) indexFaces(body []byte) (any, *apiError) {
 	if aerr != nil {
 		return nil, aerr
 	}
-	filtered := in.Quality() != "NONE" // absent means AUTO
 	return e.inCollection(in.CollectionId, func(c *collection) (any, *apiError) {
-		return e.index(c, d, filtered, in.ExternalImageID())
+		return e.index(c, d, in.Quality(), in.ExternalImageID())
 	})
 }
 
 // index answers IndexFaces for image d in c; e.mu is held.
-func (e *Emulator) index(c *collection, d digest, filtered bool, externalImageID string) (any, *apiError) {
+func (e *Emulator) index(c *collection, d digest, quality, externalImageID string) (any, *apiError) {
+	filtered := quality != "NONE" // absent is AUTO
 	out := map[string]any{
 		"FaceModelVersion": FaceModelVersion,
 		"FaceRecords":      []any{},
