@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/challenge-v3/challenge-v3/internal/testenv"
 )
 
 // TestNATSClusterRoutesNeedThePassword runs the cluster of the
@@ -67,7 +69,9 @@ func TestNATSClusterRoutesNeedThePassword(t *testing.T) {
 			t.Fatalf("%s not ready within 10 s", clusterNodes[i])
 		}
 	}
-	waitForMetaGroup(t, nodes)
+	// JetStream replicates over the authenticated routes: a meta group of
+	// all three forms only through them.
+	testenv.WaitForMetaGroup(t, func() []*server.Server { return nodes }, 15*time.Second)
 	waitForDelivery(t, nodes[0], nodes[2], "nats-1 to nats-3")
 
 	// A fourth server dials nats-1, as anything on the network could.
@@ -205,35 +209,6 @@ func waitForDelivery(t *testing.T, from, to *server.Server, what string) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no message from %s within 10 s: route peers %d and %d", what, from.NumRemotes(), to.NumRemotes())
 		}
-	}
-}
-
-// waitForMetaGroup waits up to 15 s until one node leads JetStream's meta
-// group of all the nodes and every node is current with it: JetStream
-// replicates over the authenticated routes.
-func waitForMetaGroup(t *testing.T, nodes []*server.Server) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		leaders, current, peers := 0, 0, 0
-		for _, srv := range nodes {
-			if srv.JetStreamIsLeader() {
-				leaders++
-				if j, err := srv.Jsz(nil); err == nil && j.Meta != nil {
-					peers = len(j.Meta.Replicas) + 1
-				}
-			}
-			if srv.JetStreamIsCurrent() {
-				current++
-			}
-		}
-		if leaders == 1 && current == len(nodes) && peers == len(nodes) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("JetStream meta group after 15 s: %d leaders, %d of %d nodes current, %d peers", leaders, current, len(nodes), peers)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -281,25 +280,7 @@ func TestComposeNATSClusterPasswordForms(t *testing.T) {
 // line (removed when line is empty).
 func dotenvWithLine(t *testing.T, key, line string) string {
 	t.Helper()
-	path := testDotenv(t)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(string(b), "\n")
-	found := false
-	for i, l := range lines {
-		if strings.HasPrefix(l, key+"=") {
-			lines[i], found = line, true
-		}
-	}
-	if !found {
-		t.Fatalf("%s has no %s= line", envExample, key)
-	}
-	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return editDotenv(t, testDotenv(t), key, line)
 }
 
 // TestComposeNATSJetStreamKeyForms: the JetStream key of .env reaches

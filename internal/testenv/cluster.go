@@ -137,15 +137,27 @@ func (c *NATSCluster) waitForPlacement(t testing.TB, timeout time.Duration) {
 // that, creating a stream fails, or places it on fewer nodes.
 func (c *NATSCluster) waitForMetaLeader(t testing.TB, timeout time.Duration) {
 	t.Helper()
+	WaitForMetaGroup(t, func() []*server.Server {
+		var running []*server.Server
+		for _, n := range c.Nodes {
+			if srv := n.Server(); srv != nil {
+				running = append(running, srv)
+			}
+		}
+		return running
+	}, timeout)
+}
+
+// WaitForMetaGroup waits up to timeout until, of the servers nodes
+// returns (asked again on every check), one leads JetStream's meta group,
+// every one is in the group and current with it. It fails t past timeout.
+func WaitForMetaGroup(t testing.TB, nodes func() []*server.Server, timeout time.Duration) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		leaders, current, running, peers := 0, 0, 0, 0
-		for _, n := range c.Nodes {
-			srv := n.Server()
-			if srv == nil {
-				continue
-			}
-			running++
+		running := nodes()
+		leaders, current, peers := 0, 0, 0
+		for _, srv := range running {
 			if srv.JetStreamIsLeader() {
 				leaders++
 				if j, err := srv.Jsz(nil); err == nil && j.Meta != nil {
@@ -156,11 +168,11 @@ func (c *NATSCluster) waitForMetaLeader(t testing.TB, timeout time.Duration) {
 				current++
 			}
 		}
-		if leaders == 1 && current == running && peers >= running {
+		if leaders == 1 && current == len(running) && peers >= len(running) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("testenv: NATS cluster: %d meta leaders, %d of %d nodes current, %d in the meta group after %s", leaders, current, running, peers, timeout)
+			t.Fatalf("testenv: NATS cluster: %d meta leaders, %d of %d nodes current, %d in the meta group after %s", leaders, current, len(running), peers, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
