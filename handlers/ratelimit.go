@@ -238,28 +238,21 @@ func clientIP(remoteAddr string, forwardedFor []string, trusted []netip.Prefix) 
 }
 
 // parseHop reads an IP address, with or without a port, as RemoteAddr and
-// X-Forwarded-For carry them.
-//
-// The form is told by its colons and brackets before parsing, so the usual
-// forms parse once: a failed netip parse allocates its error, and
-// RemoteAddr, always ip:port, is parsed on every request.
+// X-Forwarded-For carry them. The form is told by its colons and brackets
+// (ip:port has one colon, [ipv6]:port a bracket; a bare IPv6 address has
+// several colons and no bracket), so each string is parsed once: a failed
+// netip parse allocates its error, and RemoteAddr is parsed on every request.
 func parseHop(s string) (netip.Addr, bool) {
-	withPort := strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1
-	if withPort {
-		if ap, err := netip.ParseAddrPort(s); err == nil {
-			return ap.Addr().WithZone("").Unmap(), true
-		}
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		if withPort {
-			return netip.Addr{}, false
-		}
+	if strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1 {
 		ap, err := netip.ParseAddrPort(s)
 		if err != nil {
 			return netip.Addr{}, false
 		}
-		a = ap.Addr()
+		return ap.Addr().WithZone("").Unmap(), true
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Addr{}, false
 	}
 	return a.WithZone("").Unmap(), true
 }

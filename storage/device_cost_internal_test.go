@@ -35,20 +35,28 @@ func withoutSummary(tb testing.TB, sql string) string {
 // reports both per row and their ratio (cost-x: 1.10 is 10% slower). The
 // readings are spread over 1, 50 or 500 devices: the upsert writes one
 // device row per device in the batch.
+// migratedStore is a Store on a fresh migrated database, closed with b.
+func migratedStore(b *testing.B) *Store {
+	b.Helper()
+	ctx := context.Background()
+	st, err := Open(ctx, testenv.Postgres(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(st.Close)
+	if err := Migrate(ctx, st.Pool()); err != nil {
+		b.Fatal(err)
+	}
+	return st
+}
+
 func BenchmarkDeviceSummaryCost(b *testing.B) {
 	const n = 500
 	for _, typ := range []models.Type{models.TypeGPS, models.TypeGyroscope} {
 		for _, devices := range []int{1, 50, 500} {
 			b.Run(fmt.Sprintf("%s/devices=%d", typ, devices), func(b *testing.B) {
 				ctx := context.Background()
-				st, err := Open(ctx, testenv.Postgres(b))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer st.Close()
-				if err := Migrate(ctx, st.Pool()); err != nil {
-					b.Fatal(err)
-				}
+				st := migratedStore(b)
 				sql := map[models.Type]string{models.TypeGPS: insertGPSSQL, models.TypeGyroscope: insertGyroscopeSQL}[typ]
 				plain := withoutSummary(b, sql)
 				insert := func(sql string) time.Duration {
@@ -102,14 +110,7 @@ func BenchmarkGPSBatchVsCopy(b *testing.B) {
 	for _, devices := range []int{1, 500} {
 		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
 			ctx := context.Background()
-			st, err := Open(ctx, testenv.Postgres(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			if err := Migrate(ctx, st.Pool()); err != nil {
-				b.Fatal(err)
-			}
+			st := migratedStore(b)
 			plain := withoutSummary(b, insertGPSSQL)
 			statement := func(sql string) func() error {
 				return func() error {

@@ -54,15 +54,7 @@ func TestBatchesWrittenAtOnceStoreEachReadingOnce(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			t.Fatal(err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("publish not acknowledged")
-		}
-	}
+	awaitAcks(t, acks)
 
 	e.start(worker.Options{})
 	total := float64(len(readings) * copies)

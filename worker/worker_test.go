@@ -39,6 +39,20 @@ type auditRow struct {
 	Details                 map[string]any
 }
 
+// awaitAcks waits for every publish to be acknowledged, 10 s each at most.
+func awaitAcks(t *testing.T, acks []jetstream.PubAckFuture) {
+	t.Helper()
+	for _, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			t.Fatal(err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("publish not acknowledged")
+		}
+	}
+}
+
 func (e *testEnv) audit(msgID uuid.UUID) []auditRow {
 	e.t.Helper()
 	rows, err := e.db.Query(context.Background(),
@@ -227,15 +241,7 @@ func TestBacklogIsStoredExactlyOnce(t *testing.T) {
 		}
 		acks = append(acks, f)
 	}
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			t.Fatal(err)
-		case <-time.After(10 * time.Second):
-			t.Fatal("publish not acknowledged")
-		}
-	}
+	awaitAcks(t, acks)
 	if got := e.streamMsgs(); got != n {
 		t.Fatalf("stream holds %d messages, want %d", got, n)
 	}
