@@ -117,7 +117,11 @@ func (c *NATSCluster) waitForPlacement(t testing.TB, timeout time.Duration) {
 	cfg := jetstream.StreamConfig{Name: "TESTENV_PLACEMENT_PROBE", Subjects: []string{"testenv.placement.probe"},
 		Storage: jetstream.FileStorage, Replicas: len(c.Nodes), MaxBytes: 1 << 20}
 	for {
-		_, err := js.CreateStream(ctx, cfg)
+		// Each attempt bounded, as messaging.EnsureTopologyWithin does: a
+		// request the meta leader leaves unanswered must not eat the wait.
+		attempt, stop := context.WithTimeout(ctx, 5*time.Second)
+		_, err := js.CreateStream(attempt, cfg)
+		stop()
 		if err == nil {
 			if err := js.DeleteStream(ctx, cfg.Name); err != nil {
 				t.Fatalf("testenv: NATS cluster: deleting the placement probe: %v", err)

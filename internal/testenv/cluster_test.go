@@ -21,10 +21,22 @@ func TestNATSClusterSurvivesItsStreamLeader(t *testing.T) {
 		t.Fatalf("URL %q lists %d nodes, want 3", c.URL, n+1)
 	}
 	_, js := testenv.JetStream(t, c.URL)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
+	// Each attempt bounded, and repeated (creating the same stream again
+	// is a no-op): on a loaded machine the meta leader can leave a
+	// request unanswered, which failed this test once in CI-like runs.
+	for {
+		attempt, stop := context.WithTimeout(ctx, 5*time.Second)
+		_, err := js.CreateStream(attempt, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
+		stop()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("creating the R3 stream: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	for range 10 {
 		if _, err := js.Publish(ctx, "r3.x", []byte("m")); err != nil {
